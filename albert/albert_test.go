@@ -1,0 +1,284 @@
+package albert_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"guichet/albert"
+	"guichet/albert/fakealbert"
+)
+
+const testModel = "mistral-medium-2508"
+
+func startFake(t *testing.T) *fakealbert.Server {
+	t.Helper()
+	srv := fakealbert.Start()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func newClient(baseURL, key string) *albert.Client {
+	// The trailing slash checks that BaseURL is normalised.
+	return albert.New(albert.Config{BaseURL: baseURL + "/", APIKey: key, Model: testModel})
+}
+
+func userMsgs(text string) []albert.Message {
+	return []albert.Message{
+		{Role: "system", Content: "Tu es Albert."},
+		{Role: "user", Content: text},
+	}
+}
+
+// rawServer serves body as a 200 event stream, for shapes the fake does not produce.
+func rawServer(t *testing.T, body string) string {
+	t.Helper()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(ts.Close)
+	return ts.URL + "/v1"
+}
+
+func asError(t *testing.T, err error) *albert.Error {
+	t.Helper()
+	var ae *albert.Error
+	if !errors.As(err, &ae) {
+		t.Fatalf("error %v (%T) is not an *albert.Error", err, err)
+	}
+	return ae
+}
+
+func TestStream(t *testing.T) {
+	tests := []struct {
+		name      string
+		model     string
+		reply     func(fakealbert.Request) string
+		wantModel string
+	}{
+		{name: "default model and reply", model: "", wantModel: testModel},
+		{name: "explicit id", model: "openai/gpt-oss-120b", wantModel: "openai/gpt-oss-120b"},
+		{name: "alias resolves to id", model: "albert-large", wantModel: testModel},
+		{name: "custom reply with unicode", reply: func(fakealbert.Request) string {
+			return "Bonjour, voilà l'été : **très** chaud.\n\n- un\n- deux"
+		}, wantModel: testModel},
+		{name: "single word", reply: func(fakealbert.Request) string { return "Oui." }, wantModel: testModel},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startFake(t)
+			srv.SetReply(tt.reply)
+			c := newClient(srv.URL, "")
+			msgs := userMsgs("Comment renouveler mon passeport ?")
+
+			var deltas []string
+			ans, err := c.Stream(context.Background(), tt.model, msgs, func(s string) { deltas = append(deltas, s) })
+			if err != nil {
+				t.Fatalf("Stream: %v", err)
+			}
+			want := fakealbert.DefaultReply(srv.Requests()[0])
+			if tt.reply != nil {
+				want = tt.reply(fakealbert.Request{})
+			}
+			if ans.Text != want {
+				t.Errorf("Text = %q, want %q", ans.Text, want)
+			}
+			if ans.Model != tt.wantModel || ans.FinishReason != "stop" {
+				t.Errorf("Model, FinishReason = %q, %q; want %q, stop", ans.Model, ans.FinishReason, tt.wantModel)
+			}
+			if ans.Usage.Estimated || ans.Usage.PromptTokens == 0 || ans.Usage.CompletionTokens != albert.EstimateTokens(want) {
+				t.Errorf("Usage = %+v, want server usage with %d completion tokens", ans.Usage, albert.EstimateTokens(want))
+			}
+			if len(deltas) == 0 || deltas[len(deltas)-1] != want {
+				t.Fatalf("last delta = %q, want full text", deltas)
+			}
+			if strings.Contains(want, " ") && len(deltas) < 2 {
+				t.Errorf("got %d deltas, want several", len(deltas))
+			}
+			for i := 1; i < len(deltas); i++ {
+				if !strings.HasPrefix(deltas[i], deltas[i-1]) || deltas[i] == deltas[i-1] {
+					t.Fatalf("delta %d %q does not extend %q", i, deltas[i], deltas[i-1])
+				}
+			}
+		})
+	}
+}
+
+func TestComplete(t *testing.T) {
+	srv := startFake(t)
+	c := newClient(srv.URL, "")
+	ans, err := c.Complete(context.Background(), "", userMsgs("Bonjour"))
+	if err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	if !strings.Contains(ans.Text, "« Bonjour »") || ans.FinishReason != "stop" {
+		t.Errorf("Answer = %+v", ans)
+	}
+}
+
+// The stream recorded from Albert in albert-api.md, and variants around it.
+const recordedStream = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}
+
+data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":"I"},"logprobs":null,"finish_reason":null}]}
+
+data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{"index":0,"delta":{"content":" don"},"logprobs":null,"finish_reason":"length","stop_reason":null}]}
+
+`
+
+const usageChunk = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":6,"completion_tokens":8,"total_tokens":14,"cost":0.0001,"carbon":{"kWh":{"min":0,"max":0.1},"kgCO2eq":{"min":0,"max":0.01}}}}
+
+`
+
+func TestStreamRecordedShapes(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantText  string
+		wantUsage albert.Usage
+		wantClass albert.Class // "" = success
+	}{
+		{
+			name:      "recorded stream with empty choices usage chunk",
+			body:      recordedStream + usageChunk + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
+		},
+		{
+			name:      "keep-alive comments between chunks",
+			body:      ": ping\n\n" + recordedStream + ": ping\n\n" + usageChunk + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
+		},
+		{
+			name:      "no usage chunk gives an estimate",
+			body:      recordedStream + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{CompletionTokens: 2, Estimated: true},
+		},
+		{
+			name:      "finished without [DONE] is accepted",
+			body:      recordedStream + usageChunk,
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
+		},
+		{
+			name:      "cut before finish is a stream error",
+			body:      strings.SplitAfterN(recordedStream, "\n\n", 3)[0] + strings.SplitAfterN(recordedStream, "\n\n", 3)[1],
+			wantText:  "I",
+			wantUsage: albert.Usage{CompletionTokens: 1, Estimated: true},
+			wantClass: albert.ClassStream,
+		},
+		{
+			name:      "data detail frame",
+			body:      strings.SplitAfterN(recordedStream, "\n\n", 3)[0] + "data: {\"detail\":\"Model is too busy.\"}\n\n",
+			wantUsage: albert.Usage{Estimated: true},
+			wantClass: albert.ClassStream,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClient(rawServer(t, tt.body), "")
+			msgs := []albert.Message{{Role: "user", Content: "Bonjour Albert !!"}}
+			ans, err := c.Stream(context.Background(), "", msgs, nil)
+			if tt.wantClass == "" {
+				if err != nil {
+					t.Fatalf("Stream: %v", err)
+				}
+				if ans.Model != "meta-llama/Llama-3.1-8B-Instruct" || ans.FinishReason != "length" {
+					t.Errorf("Model, FinishReason = %q, %q", ans.Model, ans.FinishReason)
+				}
+			} else {
+				ae := asError(t, err)
+				if ae.Class != tt.wantClass || ae.Partial != (tt.wantText != "") {
+					t.Errorf("error = %+v, want class %s partial %v", ae, tt.wantClass, tt.wantText != "")
+				}
+			}
+			if ans.Text != tt.wantText {
+				t.Errorf("Text = %q, want %q", ans.Text, tt.wantText)
+			}
+			if tt.wantUsage.Estimated {
+				tt.wantUsage.PromptTokens = albert.EstimateTokens(msgs[0].Content)
+			}
+			if ans.Usage != tt.wantUsage {
+				t.Errorf("Usage = %+v, want %+v", ans.Usage, tt.wantUsage)
+			}
+		})
+	}
+}
+
+func TestRequestShape(t *testing.T) {
+	srv := startFake(t)
+	srv.SetAPIKey("sk-secret")
+	c := newClient(srv.URL, "sk-secret")
+	msgs := []albert.Message{
+		{Role: "system", Content: "Tu es Albert."},
+		{Role: "user", Content: "Bonjour"},
+		{Role: "assistant", Content: "Bonjour !"},
+		{Role: "user", Content: "Et ensuite ?"},
+	}
+	if _, err := c.Complete(context.Background(), "openai/gpt-oss-120b", msgs); err != nil {
+		t.Fatalf("Complete: %v", err)
+	}
+	reqs := srv.Requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if got := r.Header.Get("Authorization"); got != "Bearer sk-secret" {
+		t.Errorf("Authorization = %q", got)
+	}
+	if r.Model != "openai/gpt-oss-120b" || !r.Stream || !r.IncludeUsage {
+		t.Errorf("request = model %q stream %v include_usage %v", r.Model, r.Stream, r.IncludeUsage)
+	}
+	if fmt.Sprint(r.Messages) != fmt.Sprint(msgs) {
+		t.Errorf("Messages = %v, want %v", r.Messages, msgs)
+	}
+}
+
+func TestConcurrentStreams(t *testing.T) {
+	srv := startFake(t)
+	c := newClient(srv.URL, "")
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			q := fmt.Sprintf("question %d", i)
+			ans, err := c.Stream(context.Background(), "", userMsgs(q), func(string) {})
+			if err == nil && !strings.Contains(ans.Text, q) {
+				err = fmt.Errorf("answer %q lacks %q", ans.Text, q)
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func TestEstimateTokens(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"", 0},
+		{"a", 1},
+		{"abcd", 1},
+		{"abcde", 2},
+		{"été à l'œil", 3}, // 11 runes, more bytes
+	}
+	for _, tt := range tests {
+		if got := albert.EstimateTokens(tt.in); got != tt.want {
+			t.Errorf("EstimateTokens(%q) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,73 @@
+// Package app wires guichet's packages into one running service. The
+// command in cmd/guichet and the end-to-end tests both start guichet here, so
+// what is tested is what runs.
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/albert"
+	"guichet/approvals"
+	"guichet/bot"
+	"guichet/config"
+	"guichet/store"
+)
+
+// App is a configured guichet.
+type App struct {
+	Bot   *bot.Bot
+	Store *store.Store
+	close func() error
+}
+
+// New opens the database, applies migrations and builds the bot.
+func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, now func() time.Time) (*App, error) {
+	db, err := store.Open(cfg.Database.URI)
+	if err != nil {
+		return nil, err
+	}
+	st := store.New(db, log)
+	if err := st.Upgrade(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	mods := make([]id.UserID, len(cfg.Moderators.Users))
+	for i, u := range cfg.Moderators.Users {
+		mods[i] = id.UserID(u)
+	}
+	service := approvals.New(st, approvals.Rules{AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny}, now)
+	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
+	b := bot.New(bot.Config{
+		Homeserver:    cfg.Matrix.Homeserver,
+		UserID:        id.UserID(cfg.Matrix.UserID),
+		Password:      cfg.Matrix.Password,
+		AccessToken:   cfg.Matrix.AccessToken,
+		DeviceID:      id.DeviceID(cfg.Matrix.DeviceID),
+		DeviceName:    cfg.Matrix.DeviceName,
+		PickleKey:     cfg.Matrix.PickleKey,
+		SupportRoom:   cfg.SupportRoom,
+		Moderators:    mods,
+		MinPowerLevel: cfg.Moderators.MinPowerLevel,
+		PolicyURL:     cfg.Policy.URL,
+		PolicyVersion: cfg.Policy.Version,
+		Model:         cfg.Albert.Model,
+		SystemPrompt:  cfg.Albert.SystemPrompt,
+		MaxTurns:      cfg.Albert.MaxTurns,
+		AlbertTimeout: cfg.Albert.Timeout,
+	}, bot.Deps{DB: db, Store: st, Approvals: service, Assistant: assistant, Log: log, Now: now})
+	return &App{Bot: b, Store: st, close: db.Close}, nil
+}
+
+// Run serves until ctx ends, then closes the database.
+func (a *App) Run(ctx context.Context) error {
+	err := a.Bot.Run(ctx)
+	if cerr := a.close(); cerr != nil && err == nil {
+		err = fmt.Errorf("failed to close database: %w", cerr)
+	}
+	return err
+}

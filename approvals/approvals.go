@@ -1,0 +1,345 @@
+// Package approvals holds the access lifecycle of the Assistant IA: who asked,
+// who decided, and what each agent may do now. It knows nothing of Matrix or
+// SQL: it works on typed user ids through the Store it declares, and every
+// decision is one guarded transition plus one audit row.
+package approvals
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// Status is where an agent stands.
+type Status string
+
+// The lifecycle (see DESIGN.md): unknown -> pending -> approved -> active,
+// with rejected, revoked and waitlisted on the side.
+const (
+	StatusUnknown    Status = ""
+	StatusPending    Status = "pending"
+	StatusWaitlisted Status = "waitlisted"
+	StatusApproved   Status = "approved"
+	StatusActive     Status = "active"
+	StatusRejected   Status = "rejected"
+	StatusRevoked    Status = "revoked"
+)
+
+// Open reports whether a request in this status is still alive: a closed one
+// (rejected, revoked) lets the person ask again.
+func (s Status) Open() bool {
+	return s != StatusUnknown && s != StatusRejected && s != StatusRevoked
+}
+
+// Granted reports whether the status gives access to the assistant (consent
+// may still be missing).
+func (s Status) Granted() bool { return s == StatusApproved || s == StatusActive }
+
+// Request is one access request; its ID is the number people see.
+type Request struct {
+	ID         int64
+	UserID     id.UserID
+	Status     Status
+	Renewal    bool
+	RoomID     id.RoomID
+	EventID    id.EventID
+	Reason     string
+	DecidedBy  id.UserID
+	DecidedAt  time.Time
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	LastSeenAt time.Time
+}
+
+// Audit actions.
+const (
+	ActionRequest     = "request"
+	ActionAutoApprove = "auto_approve"
+	ActionDeny        = "deny"
+	ActionApprove     = "approve"
+	ActionPreApprove  = "pre_approve"
+	ActionReject      = "reject"
+	ActionConsent     = "consent"
+	ActionRefused     = "refused_command"
+)
+
+// AuditEntry is one row of the audit log.
+type AuditEntry struct {
+	At        time.Time
+	Actor     id.UserID
+	Target    id.UserID
+	RequestID int64
+	Action    string
+	Reason    string
+}
+
+// Sentinel errors, checked with errors.Is.
+var (
+	ErrNotFound       = errors.New("no such request")
+	ErrAlreadyDecided = errors.New("request already decided")
+	ErrNotGranted     = errors.New("access not granted")
+	// ErrConflict is returned by Store.Transition when the request was no
+	// longer in the expected status: someone else decided first.
+	ErrConflict = errors.New("request changed concurrently")
+)
+
+// DecidedError tells who took the decision that stands in the way.
+type DecidedError struct {
+	Request *Request
+}
+
+func (e *DecidedError) Error() string {
+	return fmt.Sprintf("request #%d is already %s", e.Request.ID, e.Request.Status)
+}
+
+// Unwrap makes errors.Is(err, ErrAlreadyDecided) hold.
+func (e *DecidedError) Unwrap() error { return ErrAlreadyDecided }
+
+// Store is what the lifecycle needs from persistence. Calls made with the
+// context of Store.InTx run in that transaction.
+type Store interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// LatestRequest returns the person's most recent request or ErrNotFound.
+	LatestRequest(ctx context.Context, user id.UserID) (*Request, error)
+	// CreateRequest inserts req and sets its ID.
+	CreateRequest(ctx context.Context, req *Request) error
+	// Transition moves a request from one of the from statuses to to, or
+	// returns ErrConflict if it was not in one of them. An empty actor keeps
+	// the recorded decision (used when consent makes access active).
+	Transition(ctx context.Context, reqID int64, from []Status, to Status, actor id.UserID, reason string, at time.Time) error
+	// TouchRequest records that the person spoke again.
+	TouchRequest(ctx context.Context, reqID int64, at time.Time) error
+	AddAudit(ctx context.Context, entry AuditEntry) error
+	RecordConsent(ctx context.Context, user id.UserID, version string, at time.Time) error
+	ConsentedAt(ctx context.Context, user id.UserID, version string) (time.Time, bool, error)
+}
+
+// Rules are the automatic decisions, as user-id globs (path.Match syntax).
+type Rules struct {
+	AutoApprove []string
+	Deny        []string
+}
+
+func matchAny(globs []string, user id.UserID) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, string(user)); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Service applies the lifecycle.
+type Service struct {
+	store Store
+	rules Rules
+	now   func() time.Time
+}
+
+// New returns a Service; now is the clock (time.Now in production).
+func New(store Store, rules Rules, now func() time.Time) *Service {
+	return &Service{store: store, rules: rules, now: now}
+}
+
+// AnnounceResult says what an agent's message in the support room did.
+type AnnounceResult int
+
+// The outcomes of Announce.
+const (
+	// Known: the person already has an open request (or access); nothing new.
+	Known AnnounceResult = iota
+	// Created: a new pending request.
+	Created
+	// AutoApproved: a new request approved at once by access.auto_approve.
+	AutoApproved
+	// Denied: a new request rejected at once by access.deny.
+	Denied
+)
+
+// Announce handles a message from user in the support room: it opens a request
+// unless one is already open.
+func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID) (*Request, AnnounceResult, error) {
+	var req *Request
+	result := Known
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		latest, err := s.store.LatestRequest(ctx, user)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if latest != nil && latest.Status.Open() {
+			req = latest
+			result = Known
+			return s.store.TouchRequest(ctx, latest.ID, now)
+		}
+		req = &Request{
+			UserID: user, Status: StatusPending, Renewal: latest != nil,
+			RoomID: roomID, EventID: eventID,
+			CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
+		}
+		action := ActionRequest
+		result = Created
+		switch {
+		case matchAny(s.rules.Deny, user):
+			req.Status, req.Reason, action, result = StatusRejected, "access.deny", ActionDeny, Denied
+		case matchAny(s.rules.AutoApprove, user):
+			req.Status, req.Reason, action, result = StatusApproved, "access.auto_approve", ActionAutoApprove, AutoApproved
+		}
+		if req.Status != StatusPending {
+			req.DecidedAt = now
+		}
+		if err := s.store.CreateRequest(ctx, req); err != nil {
+			return err
+		}
+		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: user, Target: user, RequestID: req.ID, Action: action, Reason: req.Reason})
+	})
+	if err != nil {
+		return nil, Known, fmt.Errorf("failed to record request of %s: %w", user, err)
+	}
+	return req, result, nil
+}
+
+// Approve grants access to target. Someone who never asked (or was rejected
+// or revoked) is pre-approved with a new request. It returns the approved
+// request, or a *DecidedError if access was already granted.
+func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note string) (*Request, error) {
+	var req *Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		latest, err := s.store.LatestRequest(ctx, target)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if latest == nil || !latest.Status.Open() {
+			req = &Request{
+				UserID: target, Status: StatusApproved, Renewal: latest != nil,
+				Reason: note, DecidedBy: actor, DecidedAt: now,
+				CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
+			}
+			if err := s.store.CreateRequest(ctx, req); err != nil {
+				return err
+			}
+			return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionPreApprove, Reason: note})
+		}
+		if latest.Status.Granted() {
+			return &DecidedError{Request: latest}
+		}
+		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending, StatusWaitlisted}, StatusApproved, actor, note, now); err != nil {
+			return err
+		}
+		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusApproved, actor, now, note
+		req = latest
+		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionApprove, Reason: note})
+	})
+	if err != nil {
+		return nil, s.explain(ctx, target, err)
+	}
+	return req, nil
+}
+
+// Reject refuses target's open request with a reason.
+func (s *Service) Reject(ctx context.Context, actor, target id.UserID, reason string) (*Request, error) {
+	var req *Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		latest, err := s.store.LatestRequest(ctx, target)
+		if err != nil {
+			return err
+		}
+		if latest.Status != StatusPending && latest.Status != StatusWaitlisted {
+			return &DecidedError{Request: latest}
+		}
+		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending, StatusWaitlisted}, StatusRejected, actor, reason, now); err != nil {
+			return err
+		}
+		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusRejected, actor, now, reason
+		req = latest
+		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionReject, Reason: reason})
+	})
+	if err != nil {
+		return nil, s.explain(ctx, target, err)
+	}
+	return req, nil
+}
+
+// explain turns a lost race into the decision that won it.
+func (s *Service) explain(ctx context.Context, target id.UserID, err error) error {
+	if !errors.Is(err, ErrConflict) {
+		return err
+	}
+	latest, lerr := s.store.LatestRequest(ctx, target)
+	if lerr != nil {
+		return err
+	}
+	return &DecidedError{Request: latest}
+}
+
+// Accept records that user accepted the policy version and makes their access
+// active. It returns ErrNotGranted unless access was approved.
+func (s *Service) Accept(ctx context.Context, user id.UserID, version string) (*Request, error) {
+	var req *Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		latest, err := s.store.LatestRequest(ctx, user)
+		if errors.Is(err, ErrNotFound) {
+			return ErrNotGranted
+		} else if err != nil {
+			return err
+		}
+		if !latest.Status.Granted() {
+			return ErrNotGranted
+		}
+		if _, ok, err := s.store.ConsentedAt(ctx, user, version); err != nil {
+			return err
+		} else if ok && latest.Status == StatusActive {
+			req = latest
+			return nil
+		}
+		if err := s.store.RecordConsent(ctx, user, version, now); err != nil {
+			return err
+		}
+		if latest.Status == StatusApproved {
+			if err := s.store.Transition(ctx, latest.ID, []Status{StatusApproved}, StatusActive, "", "", now); err != nil {
+				return err
+			}
+			latest.Status = StatusActive
+		}
+		req = latest
+		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: user, Target: user, RequestID: latest.ID, Action: ActionConsent, Reason: version})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to record consent of %s: %w", user, err)
+	}
+	return req, nil
+}
+
+// Standing is where an agent stands for the assistant.
+type Standing struct {
+	Request *Request // nil when the person never asked
+	// Consented is true when the current policy version was accepted.
+	Consented bool
+}
+
+// Status returns user's standing under the current policy version.
+func (s *Service) Status(ctx context.Context, user id.UserID, policyVersion string) (Standing, error) {
+	latest, err := s.store.LatestRequest(ctx, user)
+	if errors.Is(err, ErrNotFound) {
+		return Standing{}, nil
+	} else if err != nil {
+		return Standing{}, fmt.Errorf("failed to read status of %s: %w", user, err)
+	}
+	_, ok, err := s.store.ConsentedAt(ctx, user, policyVersion)
+	if err != nil {
+		return Standing{}, fmt.Errorf("failed to read consent of %s: %w", user, err)
+	}
+	return Standing{Request: latest, Consented: ok}, nil
+}
+
+// Refused audits a command or reaction that someone without the right tried.
+func (s *Service) Refused(ctx context.Context, actor id.UserID, what string) error {
+	return s.store.AddAudit(ctx, AuditEntry{At: s.now(), Actor: actor, Target: actor, Action: ActionRefused, Reason: what})
+}

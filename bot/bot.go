@@ -1,0 +1,249 @@
+// Package bot is guichet on Matrix: it syncs with the homeserver, keeps the
+// end-to-end encryption going, registers agents who announce themselves in
+// the support room, takes the moderators' decisions and answers approved
+// agents in their direct messages.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/albert"
+	"guichet/approvals"
+	"guichet/store"
+)
+
+// Config is what the bot needs to know, already validated.
+type Config struct {
+	Homeserver    string
+	UserID        id.UserID
+	Password      string
+	AccessToken   string
+	DeviceID      id.DeviceID
+	DeviceName    string
+	PickleKey     string
+	SupportRoom   string // id or alias
+	Moderators    []id.UserID
+	MinPowerLevel int
+	PolicyURL     string
+	PolicyVersion string
+	Model         string
+	SystemPrompt  string
+	MaxTurns      int
+	AlbertTimeout time.Duration
+}
+
+// Assistant answers questions; albert.Client implements it.
+type Assistant interface {
+	Stream(ctx context.Context, model string, msgs []albert.Message, onDelta func(textSoFar string)) (albert.Answer, error)
+}
+
+// Store is the persistence the bot uses; store.Store implements it.
+type Store interface {
+	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	AddInbox(ctx context.Context, item store.InboxItem) (bool, error)
+	MarkDone(ctx context.Context, eventID id.EventID, at time.Time) error
+	UnfinishedInbox(ctx context.Context) ([]store.InboxItem, error)
+	Enqueue(ctx context.Context, msg store.Outgoing) error
+	Unsent(ctx context.Context, limit int) ([]store.Outgoing, error)
+	MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error
+	MarkFailed(ctx context.Context, key string, reason string) error
+	DMRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
+	SetDMRoom(ctx context.Context, user id.UserID, room id.RoomID, at time.Time) error
+	AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...store.Turn) error
+	RecentTurns(ctx context.Context, room id.RoomID, limit int) ([]store.Turn, error)
+	PendingRequests(ctx context.Context) ([]*approvals.Request, error)
+	RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Deps are the bot's collaborators.
+type Deps struct {
+	DB        *dbutil.Database // shared with the crypto and state stores
+	Store     Store
+	Approvals *approvals.Service
+	Assistant Assistant
+	Log       zerolog.Logger
+	Now       func() time.Time
+}
+
+// Bot is guichet's Matrix side.
+type Bot struct {
+	cfg       Config
+	db        *dbutil.Database
+	store     Store
+	approvals *approvals.Service
+	assistant Assistant
+	log       zerolog.Logger
+	now       func() time.Time
+
+	client      *mautrix.Client
+	crypto      *cryptohelper.CryptoHelper
+	supportRoom id.RoomID
+	moderators  map[id.UserID]bool
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	wake      chan struct{} // nudges the outbox
+	work      sync.WaitGroup
+
+	convMu sync.Mutex
+	convs  map[id.RoomID]chan store.InboxItem
+}
+
+// New prepares a bot; Run connects it.
+func New(cfg Config, deps Deps) *Bot {
+	mods := make(map[id.UserID]bool, len(cfg.Moderators))
+	for _, m := range cfg.Moderators {
+		mods[m] = true
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Bot{
+		cfg: cfg, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
+		log: deps.Log, now: now, moderators: mods,
+		ready: make(chan struct{}), wake: make(chan struct{}, 1),
+		convs: make(map[id.RoomID]chan store.InboxItem),
+	}
+}
+
+// Ready is closed once the bot has joined the support room and processed its
+// first sync.
+func (b *Bot) Ready() <-chan struct{} { return b.ready }
+
+// SupportRoomID is the resolved support room (set once ready).
+func (b *Bot) SupportRoomID() id.RoomID { return b.supportRoom }
+
+// DeviceID is the bot's Matrix device (set once ready).
+func (b *Bot) DeviceID() id.DeviceID { return b.client.DeviceID }
+
+// ErrExpiredAccount is returned when Tchap says the bot's account expired.
+var ErrExpiredAccount = errors.New("the bot's Matrix account has expired (ORG_MATRIX_EXPIRED_ACCOUNT): renew it")
+
+// Run connects, syncs and serves until ctx ends; it returns after in-flight
+// work has finished.
+func (b *Bot) Run(ctx context.Context) error {
+	ctx = b.log.WithContext(ctx)
+	if err := b.connect(ctx); err != nil {
+		return err
+	}
+	defer b.work.Wait()
+
+	syncCtx, stopSync := context.WithCancel(ctx)
+	defer stopSync()
+	b.work.Add(1)
+	go func() {
+		defer b.work.Done()
+		b.deliverLoop(syncCtx)
+	}()
+	if err := b.resumeInbox(syncCtx); err != nil {
+		return err
+	}
+	err := b.client.SyncWithContext(syncCtx)
+	stopSync()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		if strings.Contains(err.Error(), "ORG_MATRIX_EXPIRED_ACCOUNT") {
+			return ErrExpiredAccount
+		}
+		return fmt.Errorf("sync stopped: %w", err)
+	}
+	return nil
+}
+
+// connect logs in, sets up encryption and joins the support room.
+func (b *Bot) connect(ctx context.Context) error {
+	cli, err := mautrix.NewClient(b.cfg.Homeserver, b.cfg.UserID, b.cfg.AccessToken)
+	if err != nil {
+		return fmt.Errorf("failed to create Matrix client: %w", err)
+	}
+	cli.Log = b.log.With().Str("component", "matrix").Logger()
+	cli.DeviceID = b.cfg.DeviceID
+	syncer := newSyncer(b)
+	cli.Syncer = syncer
+	b.client = cli
+
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte(b.cfg.PickleKey), b.db)
+	if err != nil {
+		return fmt.Errorf("failed to set up encryption: %w", err)
+	}
+	if b.cfg.AccessToken == "" {
+		helper.LoginAs = &mautrix.ReqLogin{
+			Type:                     mautrix.AuthTypePassword,
+			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: string(b.cfg.UserID)},
+			Password:                 b.cfg.Password,
+			InitialDeviceDisplayName: b.cfg.DeviceName,
+		}
+	}
+	helper.DecryptErrorCallback = b.onDecryptError
+	if err := helper.Init(ctx); err != nil {
+		if strings.Contains(err.Error(), "ORG_MATRIX_EXPIRED_ACCOUNT") {
+			return ErrExpiredAccount
+		}
+		return fmt.Errorf("failed to start encryption: %w", err)
+	}
+	cli.Crypto = helper
+	b.crypto = helper
+	// The sync token is saved only after each sync's events are recorded.
+	cli.Store = syncer.wrapStore(cli.Store)
+	syncer.register()
+
+	room, err := b.resolveRoom(ctx, b.cfg.SupportRoom)
+	if err != nil {
+		return err
+	}
+	b.supportRoom = room
+	if _, err := cli.JoinRoom(ctx, b.cfg.SupportRoom, nil); err != nil {
+		return fmt.Errorf("failed to join support room %s: %w", b.cfg.SupportRoom, err)
+	}
+	zerolog.Ctx(ctx).Info().Stringer("device_id", cli.DeviceID).Stringer("support_room", room).Msg("Connected to the homeserver")
+	return nil
+}
+
+func (b *Bot) resolveRoom(ctx context.Context, room string) (id.RoomID, error) {
+	if strings.HasPrefix(room, "!") {
+		return id.RoomID(room), nil
+	}
+	resp, err := b.client.ResolveAlias(ctx, id.RoomAlias(room))
+	if err != nil {
+		return "", fmt.Errorf("failed to resolve support room alias %s: %w", room, err)
+	}
+	return resp.RoomID, nil
+}
+
+func (b *Bot) markReady() {
+	b.readyOnce.Do(func() { close(b.ready) })
+}
+
+// isModerator reads the moderators list and the support room's current power
+// levels, so a promotion or demotion applies at once.
+func (b *Bot) isModerator(ctx context.Context, user id.UserID) bool {
+	if user == b.client.UserID {
+		return false
+	}
+	if b.moderators[user] {
+		return true
+	}
+	pl, err := b.client.StateStore.GetPowerLevels(ctx, b.supportRoom)
+	if err != nil || pl == nil {
+		return false
+	}
+	return pl.GetUserLevel(user) >= b.cfg.MinPowerLevel
+}
+
+func (b *Bot) onDecryptError(evt *event.Event, err error) {
+	b.log.Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Failed to decrypt event")
+}

@@ -1,0 +1,123 @@
+package bot
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/store"
+)
+
+// outboxRetry is how often undelivered messages are tried again when nothing
+// nudges the outbox.
+const outboxRetry = 5 * time.Second
+
+// nudge wakes the outbox after new messages were queued (and committed).
+func (b *Bot) nudge() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// deliverLoop sends queued messages until ctx ends.
+func (b *Bot) deliverLoop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wake:
+		case <-timer.C:
+		}
+		b.deliverPending(ctx)
+		timer.Reset(outboxRetry)
+	}
+}
+
+func (b *Bot) deliverPending(ctx context.Context) {
+	for ctx.Err() == nil {
+		msgs, err := b.store.Unsent(ctx, 100)
+		if err != nil {
+			zerolog.Ctx(ctx).Err(err).Msg("Failed to read the outbox")
+			return
+		}
+		sent := 0
+		for _, m := range msgs {
+			if ctx.Err() != nil {
+				return
+			}
+			if err := b.deliver(ctx, m); err != nil {
+				zerolog.Ctx(ctx).Err(err).Str("key", m.Key).Int("attempts", m.Attempts+1).Msg("Failed to deliver message")
+				if ferr := b.store.MarkFailed(ctx, m.Key, err.Error()); ferr != nil {
+					zerolog.Ctx(ctx).Err(ferr).Msg("Failed to record delivery failure")
+				}
+				continue
+			}
+			sent++
+		}
+		if sent == 0 || len(msgs) < 100 {
+			return
+		}
+	}
+}
+
+// txnID derives the Matrix transaction id from the outbox key, so that a
+// send repeated after a crash is deduplicated by the homeserver.
+func txnID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return "guichet-" + hex.EncodeToString(sum[:12])
+}
+
+func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
+	room := m.RoomID
+	if m.DMUser != "" {
+		var err error
+		if room, err = b.ensureDM(ctx, m.DMUser); err != nil {
+			return err
+		}
+	}
+	content := format.RenderMarkdown(m.Markdown, true, false)
+	content.MsgType = event.MessageType(m.MsgType)
+	content.Mentions = &event.Mentions{UserIDs: m.Mentions}
+	if m.ReplyTo != "" {
+		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: m.ReplyTo}}
+	}
+	resp, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
+	if err != nil {
+		return err
+	}
+	zerolog.Ctx(ctx).Debug().Str("key", m.Key).Stringer("room_id", room).Stringer("event_id", resp.EventID).Msg("Delivered message")
+	return b.store.MarkSent(ctx, m.Key, resp.EventID, b.now())
+}
+
+// ensureDM returns the encrypted direct-message room with user, creating it
+// the first time.
+func (b *Bot) ensureDM(ctx context.Context, user id.UserID) (id.RoomID, error) {
+	room, err := b.store.DMRoom(ctx, user)
+	if err != nil || room != "" {
+		return room, err
+	}
+	resp, err := b.client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset:   "trusted_private_chat",
+		IsDirect: true,
+		Invite:   []id.UserID{user},
+		InitialState: []*event.Event{{
+			Type:    event.StateEncryption,
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
+		}},
+	})
+	if err != nil {
+		return "", err
+	}
+	zerolog.Ctx(ctx).Info().Stringer("room_id", resp.RoomID).Stringer("user_id", user).Msg("Opened direct message")
+	return resp.RoomID, b.store.SetDMRoom(ctx, user, resp.RoomID, b.now())
+}

@@ -1,0 +1,198 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/store"
+)
+
+// syncer is mautrix's DefaultSyncer with one change: the sync token is
+// persisted after a response was processed, not before. mautrix saves it
+// first, so a crash could drop one sync's events; here every event is
+// recorded in the inbox before the token moves, and a replayed sync is
+// recognised by the inbox.
+type syncer struct {
+	*mautrix.DefaultSyncer
+	bot   *Bot
+	store *deferredStore
+}
+
+func newSyncer(b *Bot) *syncer {
+	return &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b}
+}
+
+type deferredStore struct {
+	mautrix.SyncStore
+	mu      sync.Mutex
+	user    id.UserID
+	pending string
+}
+
+func (d *deferredStore) SaveNextBatch(_ context.Context, user id.UserID, token string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.user, d.pending = user, token
+	return nil
+}
+
+func (d *deferredStore) commit(ctx context.Context) error {
+	d.mu.Lock()
+	user, token := d.user, d.pending
+	d.mu.Unlock()
+	if token == "" {
+		return nil
+	}
+	return d.SyncStore.SaveNextBatch(ctx, user, token)
+}
+
+func (s *syncer) wrapStore(inner mautrix.SyncStore) mautrix.SyncStore {
+	s.store = &deferredStore{SyncStore: inner}
+	return s.store
+}
+
+// ProcessResponse implements mautrix.Syncer.
+func (s *syncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
+	if err := s.DefaultSyncer.ProcessResponse(ctx, res, since); err != nil {
+		return err
+	}
+	if err := s.store.commit(ctx); err != nil {
+		return err
+	}
+	s.bot.markReady()
+	return nil
+}
+
+// register adds guichet's handlers; it runs after cryptohelper.Init so the
+// crypto machine sees to-device keys first.
+func (s *syncer) register() {
+	s.OnSync(s.dropOldMessages)
+	s.OnEventType(event.StateMember, s.bot.onMember)
+	s.OnEventType(event.EventMessage, s.bot.onMessage)
+}
+
+// dropOldMessages removes timeline messages guichet must not act on: all of
+// them in the very first sync (history), and in the support room those
+// older than the bot's own join. State events stay, so members and power
+// levels are known.
+func (s *syncer) dropOldMessages(ctx context.Context, res *mautrix.RespSync, since string) bool {
+	for roomID, room := range res.Rooms.Join {
+		if since == "" {
+			room.Timeline.Events = keepState(room.Timeline.Events, len(room.Timeline.Events))
+			continue
+		}
+		if roomID != s.bot.supportRoom {
+			continue
+		}
+		for i, evt := range room.Timeline.Events {
+			if evt.Type == event.StateMember && evt.GetStateKey() == s.bot.client.UserID.String() &&
+				evt.Content.AsMember().Membership == event.MembershipJoin && isNewJoin(evt) {
+				room.Timeline.Events = keepState(room.Timeline.Events, i)
+			}
+		}
+	}
+	return true
+}
+
+// isNewJoin tells a join from a profile change of an existing member.
+func isNewJoin(evt *event.Event) bool {
+	if evt.Unsigned.PrevContent == nil {
+		return true
+	}
+	_ = evt.Unsigned.PrevContent.ParseRaw(event.StateMember)
+	prev, ok := evt.Unsigned.PrevContent.Parsed.(*event.MemberEventContent)
+	return !ok || prev.Membership != event.MembershipJoin
+}
+
+// keepState keeps state events and every event from index upto on.
+func keepState(events []*event.Event, upto int) []*event.Event {
+	out := events[:0:0]
+	for i, evt := range events {
+		if i >= upto || evt.StateKey != nil {
+			out = append(out, evt)
+		}
+	}
+	return out
+}
+
+// onMember accepts invitations: direct messages from agents, and the support
+// room if an admin invites the bot there.
+func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
+	if evt.Mautrix.EventSource&event.SourceInvite == 0 || evt.GetStateKey() != b.client.UserID.String() {
+		return
+	}
+	content := evt.Content.AsMember()
+	if content.Membership != event.MembershipInvite {
+		return
+	}
+	log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
+	if _, err := b.client.JoinRoomByID(ctx, evt.RoomID); err != nil {
+		log.Err(err).Msg("Failed to accept invite")
+		return
+	}
+	log.Info().Bool("is_direct", content.IsDirect).Msg("Accepted invite")
+	if evt.RoomID == b.supportRoom || !content.IsDirect {
+		return
+	}
+	// Reuse the agent's own DM rather than opening another one later.
+	existing, err := b.store.DMRoom(ctx, evt.Sender)
+	if err == nil && existing == "" {
+		err = b.store.SetDMRoom(ctx, evt.Sender, evt.RoomID, b.now())
+	}
+	if err != nil {
+		log.Err(err).Msg("Failed to record direct message room")
+	}
+}
+
+// onMessage records each message in the inbox, then acts: support-room
+// messages at once (database work only), DM questions in the background.
+func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
+	if evt.Sender == b.client.UserID || evt.Mautrix.EventSource&event.SourceTimeline == 0 && evt.Mautrix.EventSource&event.SourceDecrypted == 0 {
+		return
+	}
+	raw, err := json.Marshal(evt)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to serialise event")
+		return
+	}
+	item := store.InboxItem{EventID: evt.ID, RoomID: evt.RoomID, Sender: evt.Sender, EventJSON: raw, ReceivedAt: b.now()}
+	if evt.RoomID == b.supportRoom {
+		b.handleSupport(ctx, item, evt)
+		return
+	}
+	fresh, err := b.store.AddInbox(ctx, item)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to record message")
+		return
+	}
+	if fresh {
+		b.converse(ctx, item)
+	}
+}
+
+// resumeInbox restarts the work a stop interrupted.
+func (b *Bot) resumeInbox(ctx context.Context) error {
+	items, err := b.store.UnfinishedInbox(ctx)
+	if err != nil {
+		return err
+	}
+	for _, item := range items {
+		zerolog.Ctx(ctx).Info().Stringer("event_id", item.EventID).Msg("Resuming interrupted work")
+		if item.RoomID == b.supportRoom {
+			var evt event.Event
+			if err := json.Unmarshal(item.EventJSON, &evt); err == nil {
+				_ = evt.Content.ParseRaw(evt.Type)
+				b.handleSupport(ctx, item, &evt)
+			}
+			continue
+		}
+		b.converse(ctx, item)
+	}
+	return nil
+}

@@ -1,0 +1,231 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/approvals"
+)
+
+// Everything people read is here, in French, so it can be reviewed as a whole.
+
+func mention(user id.UserID) string { return format.MarkdownMention(user) }
+
+func textAcknowledged(user id.UserID, req *approvals.Request) string {
+	renewed := ""
+	if req.Renewal {
+		renewed = " (nouvelle demande)"
+	}
+	return fmt.Sprintf("Bonjour %s, votre demande d'accès à l'Assistant IA est enregistrée sous le **n° %d**%s. "+
+		"L'équipe la valide à la main, en général dans la journée ; vous recevrez alors un message privé de ma part.",
+		mention(user), req.ID, renewed)
+}
+
+func textAutoApproved(user id.UserID, req *approvals.Request) string {
+	return fmt.Sprintf("Bonjour %s, votre accès à l'Assistant IA est validé automatiquement (demande n° %d). "+
+		"Je vous écris en message privé pour la suite.", mention(user), req.ID)
+}
+
+func textDenied(user id.UserID) string {
+	return fmt.Sprintf("Bonjour %s, merci de votre intérêt. L'Assistant IA est réservé aux agents de la fonction publique ; "+
+		"votre compte Tchap n'y donne pas accès. Si vous êtes agent public, écrivez-nous depuis votre compte professionnel.", mention(user))
+}
+
+func textWelcome(policyURL, policyVersion string) string {
+	return fmt.Sprintf("Bonjour ! Votre accès à l'**Assistant IA** est validé.\n\n"+
+		"Avant votre première question, merci de prendre connaissance de ces conditions :\n\n"+
+		"- le service est **expérimental** et sans garantie de disponibilité ;\n"+
+		"- vous restez **entièrement responsable** de l'usage que vous faites des réponses dans votre travail ;\n"+
+		"- en cas de forte affluence, l'usage peut être **limité** ;\n"+
+		"- l'usage est soumis à la [politique de traitement des données](%s) (version %s) : "+
+		"n'y copiez **aucune donnée confidentielle ni personnelle**.\n\n"+
+		"Pour accepter ces conditions, répondez `!accepter`. Vous pourrez ensuite poser vos questions ici.",
+		policyURL, policyVersion)
+}
+
+func textPolicyChanged(policyURL, policyVersion string) string {
+	return fmt.Sprintf("Les conditions d'utilisation ont changé : merci de relire la [politique de traitement des données](%s) "+
+		"(version %s), puis de répondre `!accepter` pour continuer.", policyURL, policyVersion)
+}
+
+const textAccepted = "Merci, vos conditions d'utilisation sont enregistrées. Vous pouvez poser votre question : " +
+	"je vous réponds ici même."
+
+const textAlreadyAccepted = "Vous avez déjà accepté les conditions : posez votre question quand vous voulez."
+
+const textAcceptNotGranted = "Votre accès n'est pas encore validé : il n'y a rien à accepter pour le moment."
+
+func textUnknownAgent(supportRoom id.RoomID) string {
+	return "Bonjour ! Je suis l'Assistant IA des agents publics. Pour l'utiliser, demandez l'accès dans le salon " +
+		"« L'Assistant IA | Support et retours » (" + format.MarkdownMentionRoomID("", supportRoom) +
+		") : présentez-vous en un message, l'équipe valide les demandes en général dans la journée."
+}
+
+func textPending(req *approvals.Request, now time.Time) string {
+	return fmt.Sprintf("Votre demande d'accès (n° %d) est en attente de validation depuis %s. "+
+		"Vous recevrez un message ici dès qu'elle sera traitée.", req.ID, since(req.CreatedAt, now))
+}
+
+func textWaitlisted(req *approvals.Request) string {
+	return fmt.Sprintf("Votre demande (n° %d) est validée mais en liste d'attente : le service est très demandé. "+
+		"Je vous écris dès qu'une place se libère.", req.ID)
+}
+
+func textRejectedStatus(req *approvals.Request) string {
+	return "Votre demande d'accès n'a pas été acceptée" + reasonSuffix(req.Reason) +
+		". Pour en reparler, écrivez dans le salon « L'Assistant IA | Support et retours »."
+}
+
+func textRevokedStatus(req *approvals.Request) string {
+	return "Votre accès à l'Assistant IA a été retiré" + reasonSuffix(req.Reason) +
+		". Pour en reparler, écrivez dans le salon « L'Assistant IA | Support et retours »."
+}
+
+func textRejectedNotice(user id.UserID, reason string) string {
+	return fmt.Sprintf("%s, votre demande d'accès à l'Assistant IA n'a pas été acceptée%s. "+
+		"Vous pouvez répondre ici si vous pensez qu'il s'agit d'une erreur.", mention(user), reasonSuffix(reason))
+}
+
+func reasonSuffix(reason string) string {
+	if strings.TrimSpace(reason) == "" || strings.HasPrefix(reason, "access.") {
+		return ""
+	}
+	return " (motif : " + format.EscapeMarkdown(reason) + ")"
+}
+
+const textNotModerator = "Désolé, seuls les modérateurs du salon peuvent utiliser cette commande. " +
+	"Si vous souhaitez accéder à l'Assistant IA, écrivez simplement un message ici."
+
+const textAssistantFailed = "Désolé, je n'arrive pas à joindre le service pour le moment. Réessayez dans quelques minutes."
+
+const textEmptyAnswer = "Désolé, je n'ai pas obtenu de réponse cette fois-ci. Pouvez-vous reformuler votre question ?"
+
+const textTextOnly = "Je ne lis que les messages texte : merci d'écrire votre question."
+
+func textApproved(user id.UserID, req *approvals.Request, pre bool) string {
+	if pre {
+		return fmt.Sprintf("✅ %s est pré-validé (demande n° %d créée) : je lui écris en message privé.", user, req.ID)
+	}
+	return fmt.Sprintf("✅ Accès de %s validé (demande n° %d) : je lui écris en message privé.", user, req.ID)
+}
+
+func textRejected(user id.UserID, req *approvals.Request) string {
+	return fmt.Sprintf("❌ Demande n° %d de %s refusée%s. Je l'en informe.", req.ID, user, reasonSuffix(req.Reason))
+}
+
+func textAlreadyDecided(req *approvals.Request, now time.Time) string {
+	var what string
+	switch req.Status {
+	case approvals.StatusApproved, approvals.StatusActive:
+		what = "déjà validée"
+	case approvals.StatusRejected:
+		what = "déjà refusée"
+	case approvals.StatusRevoked:
+		what = "déjà révoquée"
+	case approvals.StatusWaitlisted:
+		what = "déjà en liste d'attente"
+	default:
+		what = "en attente"
+	}
+	by := ""
+	if req.DecidedBy != "" && req.DecidedBy != req.UserID {
+		by = " par " + req.DecidedBy.String()
+	} else if req.Reason != "" && strings.HasPrefix(req.Reason, "access.") {
+		by = " par la règle " + req.Reason
+	}
+	return fmt.Sprintf("La demande n° %d de %s est %s%s %s.", req.ID, req.UserID, what, by, ago(req.DecidedAt, now))
+}
+
+func textBadTargets(bad []string) string {
+	return fmt.Sprintf("Je ne reconnais pas %s : indiquez un identifiant complet comme `@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`, "+
+		"une mention, ou un numéro de demande comme `#42`.", quoteList(bad))
+}
+
+func textNoTarget(cmd string) string {
+	return fmt.Sprintf("Pour qui ? Exemple : `!%s @prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`.", cmd)
+}
+
+func textUnknownRequest(n int64) string { return fmt.Sprintf("Il n'y a pas de demande n° %d.", n) }
+
+func textNoRequest(user id.UserID) string {
+	return fmt.Sprintf("%s n'a pas de demande en cours.", user)
+}
+
+func textIsBot() string { return "Je ne peux pas me valider moi-même 🙂." }
+
+func textIsModerator(user id.UserID) string {
+	return fmt.Sprintf("%s est modérateur du salon : pas besoin de validation.", user)
+}
+
+func textPendingList(reqs []*approvals.Request, now time.Time) string {
+	if len(reqs) == 0 {
+		return "Aucune demande en attente. 🎉"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "**%d demande(s) en attente**, de la plus ancienne à la plus récente :\n\n", len(reqs))
+	const max = 50
+	for i, r := range reqs {
+		if i == max {
+			fmt.Fprintf(&b, "\n… et %d autre(s).", len(reqs)-max)
+			break
+		}
+		fmt.Fprintf(&b, "- n° %d — %s (%s) — attend depuis %s\n", r.ID, r.UserID, r.UserID.Homeserver(), since(r.CreatedAt, now))
+	}
+	return b.String()
+}
+
+func textUnknownCommand(name string) string {
+	return fmt.Sprintf("Je ne connais pas la commande `!%s`. Tapez `!aide` pour la liste.", format.EscapeMarkdown(name))
+}
+
+const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n" +
+	"| commande | alias | effet |\n| --- | --- | --- |\n" +
+	"| `!approve @agent [@autre …] [note]` | `!valider` | valide une ou plusieurs demandes (pré-valide quelqu'un qui n'a rien demandé) |\n" +
+	"| `!reject @agent [motif]` | `!refuser` | refuse la demande ; le motif est transmis à l'agent |\n" +
+	"| `!pending` | `!attente` | demandes en attente, de la plus ancienne à la plus récente |\n" +
+	"| `!help` | `!aide` | cette aide |\n\n" +
+	"Une cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), une mention ou un numéro de demande (`#42`)."
+
+const textAgentHelp = "**Commandes** :\n\n" +
+	"- `!accepter` : accepter les conditions d'utilisation\n" +
+	"- `!aide` : cette aide\n\n" +
+	"Pour le reste, écrivez simplement votre question."
+
+func since(t, now time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "moins d'une minute"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h %02d", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%d jours", int(d.Hours()/24))
+	}
+}
+
+func ago(t, now time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	if now.Sub(t) < time.Minute {
+		return "à l'instant"
+	}
+	return "il y a " + since(t, now)
+}
+
+func quoteList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		if len(s) > 80 {
+			s = s[:80] + "…"
+		}
+		q[i] = "`" + strings.ReplaceAll(s, "`", "'") + "`"
+	}
+	return strings.Join(q, ", ")
+}

@@ -1,0 +1,90 @@
+// Command guichet runs the Assistant IA's access desk and conversation front
+// on Tchap.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"guichet/app"
+	"guichet/bot"
+	"guichet/config"
+)
+
+// Exit codes, one per kind of failure.
+const (
+	exitOK = iota
+	exitUsage
+	exitConfig
+	exitStartup
+	exitRuntime
+	exitExpired
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stderr))
+}
+
+func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+	flags := flag.NewFlagSet("guichet", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables override it")
+	if err := flags.Parse(args); err != nil {
+		return exitUsage
+	}
+	start := time.Now()
+	cfg, err := config.Load(*configFile, lookupEnv)
+	if err != nil {
+		fmt.Fprintln(stderr, "guichet:", err)
+		return exitConfig
+	}
+	log := newLogger(cfg.Log, stderr)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx = log.WithContext(ctx)
+
+	a, err := app.New(ctx, cfg, log, time.Now)
+	if err != nil {
+		log.Err(err).Msg("Failed to start")
+		return exitStartup
+	}
+	go func() {
+		select {
+		case <-a.Bot.Ready():
+			log.Info().Dur("startup", time.Since(start)).Msg("guichet is ready")
+		case <-ctx.Done():
+		}
+	}()
+	err = a.Run(ctx)
+	switch {
+	case errors.Is(err, bot.ErrExpiredAccount):
+		log.Error().Err(err).Msg("Stopped")
+		return exitExpired
+	case err != nil:
+		log.Err(err).Msg("Stopped")
+		return exitRuntime
+	}
+	log.Info().Msg("Stopped cleanly")
+	return exitOK
+}
+
+func newLogger(cfg config.Log, out io.Writer) zerolog.Logger {
+	level, err := zerolog.ParseLevel(cfg.Level)
+	if err != nil {
+		level = zerolog.InfoLevel
+	}
+	if cfg.Format == "pretty" {
+		out = zerolog.ConsoleWriter{Out: out, TimeFormat: time.TimeOnly}
+	}
+	return zerolog.New(out).Level(level).With().Timestamp().Logger()
+}

@@ -1,0 +1,275 @@
+// Package config loads guichet's configuration from a YAML file and GUICHET_*
+// environment variables, applies defaults and validates every key at once, so
+// that an operator sees all mistakes in one start-up message.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/spf13/viper"
+	"maunium.net/go/mautrix/id"
+)
+
+// EnvPrefix is the prefix of environment overrides: matrix.password is read
+// from GUICHET_MATRIX_PASSWORD.
+const EnvPrefix = "GUICHET"
+
+// Config is guichet's whole configuration.
+type Config struct {
+	Matrix      Matrix     `mapstructure:"matrix"`
+	SupportRoom string     `mapstructure:"support_room"`
+	Moderators  Moderators `mapstructure:"moderators"`
+	Access      Access     `mapstructure:"access"`
+	Albert      Albert     `mapstructure:"albert"`
+	Database    Database   `mapstructure:"database"`
+	Policy      Policy     `mapstructure:"policy"`
+	Log         Log        `mapstructure:"log"`
+}
+
+// Matrix is the bot's account on its homeserver.
+type Matrix struct {
+	Homeserver  string `mapstructure:"homeserver"`
+	UserID      string `mapstructure:"user_id"`
+	Password    string `mapstructure:"password"`
+	AccessToken string `mapstructure:"access_token"`
+	// DeviceID goes with AccessToken; with a password, guichet logs in once
+	// and keeps the device it got in its database.
+	DeviceID   string `mapstructure:"device_id"`
+	PickleKey  string `mapstructure:"pickle_key"`
+	DeviceName string `mapstructure:"device_name"`
+}
+
+// Moderators says who may decide on access requests.
+type Moderators struct {
+	Users         []string `mapstructure:"users"`
+	MinPowerLevel int      `mapstructure:"min_power_level"`
+}
+
+// Access holds the automatic access rules, as user-id globs.
+type Access struct {
+	AutoApprove []string `mapstructure:"auto_approve"`
+	Deny        []string `mapstructure:"deny"`
+}
+
+// Albert is the LLM gateway.
+type Albert struct {
+	BaseURL      string        `mapstructure:"base_url"`
+	APIKey       string        `mapstructure:"api_key"`
+	Model        string        `mapstructure:"model"`
+	SystemPrompt string        `mapstructure:"system_prompt"`
+	Timeout      time.Duration `mapstructure:"timeout"`
+	MaxTurns     int           `mapstructure:"max_turns"`
+}
+
+// Database is where guichet keeps its state, the Matrix state and the E2EE keys.
+type Database struct {
+	URI string `mapstructure:"uri"`
+}
+
+// Policy is the data-processing policy agents accept.
+type Policy struct {
+	URL     string `mapstructure:"url"`
+	Version string `mapstructure:"version"`
+}
+
+// Log sets the logger.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// DefaultSystemPrompt is used when albert.system_prompt is empty.
+const DefaultSystemPrompt = "Tu es l'Assistant IA des agents publics français. Réponds en français, " +
+	"clairement et brièvement, en Markdown. Si tu ne sais pas, dis-le."
+
+var defaults = map[string]any{
+	"matrix.homeserver":          "",
+	"matrix.user_id":             "",
+	"matrix.password":            "",
+	"matrix.access_token":        "",
+	"matrix.device_id":           "",
+	"matrix.pickle_key":          "",
+	"matrix.device_name":         "guichet",
+	"support_room":               "",
+	"moderators.users":           []string{},
+	"moderators.min_power_level": 50,
+	"access.auto_approve":        []string{},
+	"access.deny":                []string{},
+	"albert.base_url":            "https://albert.api.etalab.gouv.fr/v1",
+	"albert.api_key":             "",
+	"albert.model":               "mistral-medium-2508",
+	"albert.system_prompt":       DefaultSystemPrompt,
+	"albert.timeout":             "120s",
+	"albert.max_turns":           20,
+	"database.uri":               "guichet.db",
+	"policy.url":                 "",
+	"policy.version":             "",
+	"log.level":                  "info",
+	"log.format":                 "json",
+}
+
+// Load reads file (which may be empty to use only the environment) and the
+// GUICHET_* environment through lookupEnv, and validates the result.
+func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	v := viper.New()
+	for key, value := range defaults {
+		v.SetDefault(key, value)
+	}
+	if file != "" {
+		v.SetConfigFile(file)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return nil, fmt.Errorf("failed to read config file %s: %w", file, err)
+		}
+	}
+	// viper's AutomaticEnv reads os.Getenv; going through lookupEnv keeps
+	// tests hermetic and makes the override rule explicit.
+	for _, key := range v.AllKeys() {
+		if value, ok := lookupEnv(EnvName(key)); ok {
+			v.Set(key, value)
+		}
+	}
+	var cfg Config
+	if err := v.Unmarshal(&cfg); err != nil {
+		return nil, fmt.Errorf("failed to decode configuration: %w", err)
+	}
+	cfg.Moderators.Users = splitList(cfg.Moderators.Users)
+	cfg.Access.AutoApprove = splitList(cfg.Access.AutoApprove)
+	cfg.Access.Deny = splitList(cfg.Access.Deny)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// EnvName gives the environment variable that overrides key.
+func EnvName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// splitList accepts lists written in YAML or as one comma- or
+// space-separated environment value.
+func splitList(in []string) []string {
+	var out []string
+	for _, item := range in {
+		for _, part := range strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
+			out = append(out, part)
+		}
+	}
+	return out
+}
+
+// Problem is one invalid key.
+type Problem struct {
+	Key  string
+	Want string
+}
+
+// ValidationError lists every invalid key.
+type ValidationError struct {
+	Problems []Problem
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration:")
+	for _, p := range e.Problems {
+		fmt.Fprintf(&b, "\n  - %s (%s): %s", p.Key, EnvName(p.Key), p.Want)
+	}
+	return b.String()
+}
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid configuration")
+
+func (e *ValidationError) Unwrap() error { return ErrInvalid }
+
+// Validate checks every key and reports all problems together.
+func (c *Config) Validate() error {
+	var problems []Problem
+	bad := func(key, want string) { problems = append(problems, Problem{key, want}) }
+
+	if !isHTTPURL(c.Matrix.Homeserver) {
+		bad("matrix.homeserver", "required, the homeserver's client API URL, e.g. https://matrix.agent.dinum.tchap.gouv.fr")
+	}
+	if _, _, err := id.UserID(c.Matrix.UserID).ParseAndValidateRelaxed(); err != nil || c.Matrix.UserID == "" {
+		bad("matrix.user_id", "required, the bot's full user id, e.g. @assistant-ia:agent.dinum.tchap.gouv.fr")
+	}
+	if c.Matrix.Password == "" && c.Matrix.AccessToken == "" {
+		bad("matrix.password", "required unless matrix.access_token is set")
+	}
+	if c.Matrix.AccessToken != "" && c.Matrix.DeviceID == "" {
+		bad("matrix.device_id", "required with matrix.access_token: the device the token belongs to")
+	}
+	if len(c.Matrix.PickleKey) < 16 {
+		bad("matrix.pickle_key", "required, a random secret of at least 16 characters that encrypts the E2EE keys at rest")
+	}
+	if c.SupportRoom == "" || (c.SupportRoom[0] != '!' && c.SupportRoom[0] != '#') || !strings.Contains(c.SupportRoom, ":") {
+		bad("support_room", "required, a room id (!abc:server) or alias (#support:server)")
+	}
+	for _, u := range c.Moderators.Users {
+		if _, _, err := id.UserID(u).ParseAndValidateRelaxed(); err != nil {
+			bad("moderators.users", fmt.Sprintf("full user ids like @bob:agent.dinum.tchap.gouv.fr, got %q", u))
+			break
+		}
+	}
+	if c.Moderators.MinPowerLevel < 1 || c.Moderators.MinPowerLevel > 100 {
+		bad("moderators.min_power_level", "a power level between 1 and 100 (moderator is 50)")
+	}
+	for key, globs := range map[string][]string{"access.auto_approve": c.Access.AutoApprove, "access.deny": c.Access.Deny} {
+		for _, g := range globs {
+			if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") || !strings.Contains(g, ":") {
+				bad(key, fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
+				break
+			}
+		}
+	}
+	if !isHTTPURL(c.Albert.BaseURL) {
+		bad("albert.base_url", "an http(s) URL ending in /v1, e.g. https://albert.api.etalab.gouv.fr/v1")
+	}
+	if c.Albert.APIKey == "" {
+		bad("albert.api_key", "required, the Albert API key (better set through the environment)")
+	}
+	if c.Albert.Model == "" {
+		bad("albert.model", "required, a model id from Albert's /v1/models (an id, not an alias)")
+	}
+	if c.Albert.Timeout <= 0 {
+		bad("albert.timeout", "a positive duration such as 120s")
+	}
+	if c.Albert.MaxTurns < 1 {
+		bad("albert.max_turns", "at least 1")
+	}
+	if c.Database.URI == "" {
+		bad("database.uri", "a SQLite file path, e.g. guichet.db")
+	}
+	if !isHTTPURL(c.Policy.URL) {
+		bad("policy.url", "required, the http(s) address of the data-processing policy")
+	}
+	if c.Policy.Version == "" {
+		bad("policy.version", "required, e.g. 2026-11; changing it asks every agent to accept again")
+	}
+	switch c.Log.Level {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "one of trace, debug, info, warn, error")
+	}
+	switch c.Log.Format {
+	case "json", "pretty":
+	default:
+		bad("log.format", "json or pretty")
+	}
+	if len(problems) > 0 {
+		return &ValidationError{Problems: problems}
+	}
+	return nil
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}

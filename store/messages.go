@@ -1,0 +1,227 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+)
+
+// InboxItem is an incoming event recorded before guichet acts on it.
+type InboxItem struct {
+	EventID    id.EventID
+	RoomID     id.RoomID
+	Sender     id.UserID
+	EventJSON  []byte
+	ReceivedAt time.Time
+}
+
+// AddInbox records an incoming event; it returns false if the event was
+// already recorded (a replayed sync), in which case the caller does nothing.
+func (s *Store) AddInbox(ctx context.Context, item InboxItem) (bool, error) {
+	res, err := s.db.Exec(ctx, `INSERT INTO inbox (event_id, room_id, sender, event_json, received_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+		item.EventID, item.RoomID, item.Sender, string(item.EventJSON), ms(item.ReceivedAt))
+	if err != nil {
+		return false, fmt.Errorf("failed to record event %s: %w", item.EventID, err)
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// MarkDone records that the work an event asked for is finished.
+func (s *Store) MarkDone(ctx context.Context, eventID id.EventID, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE inbox SET done_at=$2 WHERE event_id=$1`, eventID, ms(at))
+	return err
+}
+
+// InboxDone reports whether the event was recorded and finished.
+func (s *Store) InboxDone(ctx context.Context, eventID id.EventID) (recorded, done bool, err error) {
+	var doneAt sql.NullInt64
+	err = s.db.QueryRow(ctx, `SELECT done_at FROM inbox WHERE event_id=$1`, eventID).Scan(&doneAt)
+	if isNoRows(err) {
+		return false, false, nil
+	} else if err != nil {
+		return false, false, err
+	}
+	return true, doneAt.Valid, nil
+}
+
+// UnfinishedInbox lists recorded events whose work a stop interrupted.
+func (s *Store) UnfinishedInbox(ctx context.Context) ([]InboxItem, error) {
+	rows, err := s.db.Query(ctx, `SELECT event_id, room_id, sender, event_json, received_at FROM inbox WHERE done_at IS NULL ORDER BY received_at`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []InboxItem
+	for rows.Next() {
+		var it InboxItem
+		var evt, room, sender, js string
+		var at int64
+		if err := rows.Scan(&evt, &room, &sender, &js, &at); err != nil {
+			return nil, err
+		}
+		it.EventID, it.RoomID, it.Sender, it.EventJSON, it.ReceivedAt = id.EventID(evt), id.RoomID(room), id.UserID(sender), []byte(js), fromMS(at)
+		out = append(out, it)
+	}
+	return out, rows.Err()
+}
+
+// Outgoing is a message to a person, queued in the transaction of the change
+// it reports. Key is unique per message and becomes the Matrix transaction id.
+type Outgoing struct {
+	Key       string
+	RoomID    id.RoomID // where to send; empty with DMUser
+	DMUser    id.UserID // send in the direct message with this user
+	ReplyTo   id.EventID
+	MsgType   string // m.notice or m.text
+	Markdown  string
+	Mentions  []id.UserID
+	CreatedAt time.Time
+	Attempts  int
+}
+
+// Enqueue queues msg; a message with the same key is queued only once.
+func (s *Store) Enqueue(ctx context.Context, msg Outgoing) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO outbox (key, room_id, dm_user, reply_to, msgtype, markdown, mentions, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING`,
+		msg.Key, msg.RoomID, msg.DMUser, msg.ReplyTo, msg.MsgType, msg.Markdown, joinIDs(msg.Mentions), ms(msg.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("failed to queue message %s: %w", msg.Key, err)
+	}
+	return nil
+}
+
+// Unsent lists queued messages not yet delivered, oldest first.
+func (s *Store) Unsent(ctx context.Context, limit int) ([]Outgoing, error) {
+	rows, err := s.db.Query(ctx, `SELECT key, room_id, dm_user, reply_to, msgtype, markdown, mentions, created_at, attempts
+		FROM outbox WHERE sent_at IS NULL ORDER BY created_at, key LIMIT $1`, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Outgoing
+	for rows.Next() {
+		var m Outgoing
+		var room, dm, reply, mentions string
+		var created int64
+		if err := rows.Scan(&m.Key, &room, &dm, &reply, &m.MsgType, &m.Markdown, &mentions, &created, &m.Attempts); err != nil {
+			return nil, err
+		}
+		m.RoomID, m.DMUser, m.ReplyTo, m.Mentions, m.CreatedAt = id.RoomID(room), id.UserID(dm), id.EventID(reply), splitIDs(mentions), fromMS(created)
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// MarkSent records delivery of a queued message.
+func (s *Store) MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET sent_at=$2, event_id=$3 WHERE key=$1`, key, ms(at), eventID)
+	return err
+}
+
+// MarkFailed records a failed delivery attempt.
+func (s *Store) MarkFailed(ctx context.Context, key string, reason string) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET attempts=attempts+1, last_error=$2 WHERE key=$1`, key, reason)
+	return err
+}
+
+// SentEvent returns the event id a queued message was delivered as.
+func (s *Store) SentEvent(ctx context.Context, key string) (id.EventID, bool, error) {
+	var evt string
+	var sent sql.NullInt64
+	err := s.db.QueryRow(ctx, `SELECT event_id, sent_at FROM outbox WHERE key=$1`, key).Scan(&evt, &sent)
+	if isNoRows(err) {
+		return "", false, nil
+	} else if err != nil {
+		return "", false, err
+	}
+	return id.EventID(evt), sent.Valid, nil
+}
+
+// DMRoom returns the direct-message room with user, if guichet has one.
+func (s *Store) DMRoom(ctx context.Context, user id.UserID) (id.RoomID, error) {
+	var room string
+	err := s.db.QueryRow(ctx, `SELECT room_id FROM dm_room WHERE user_id=$1`, user).Scan(&room)
+	if isNoRows(err) {
+		return "", nil
+	}
+	return id.RoomID(room), err
+}
+
+// SetDMRoom records the direct-message room with user.
+func (s *Store) SetDMRoom(ctx context.Context, user id.UserID, room id.RoomID, at time.Time) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO dm_room (user_id, room_id, created_at) VALUES ($1, $2, $3)
+		ON CONFLICT (user_id) DO UPDATE SET room_id=excluded.room_id, created_at=excluded.created_at`, user, room, ms(at))
+	return err
+}
+
+// Turn is one message of a conversation.
+type Turn struct {
+	Role    string // "user" or "assistant"
+	Content string
+	EventID id.EventID
+	At      time.Time
+}
+
+// AddTurns appends turns to the conversation in room.
+func (s *Store) AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...Turn) error {
+	for _, t := range turns {
+		if _, err := s.db.Exec(ctx, `INSERT INTO conversation_turn (room_id, user_id, role, content, event_id, at) VALUES ($1, $2, $3, $4, $5, $6)`,
+			room, user, t.Role, t.Content, t.EventID, ms(t.At)); err != nil {
+			return fmt.Errorf("failed to store conversation turn: %w", err)
+		}
+	}
+	return nil
+}
+
+// RecentTurns returns at most limit latest turns in room, oldest first.
+func (s *Store) RecentTurns(ctx context.Context, room id.RoomID, limit int) ([]Turn, error) {
+	rows, err := s.db.Query(ctx, `SELECT role, content, event_id, at FROM
+		(SELECT id, role, content, event_id, at FROM conversation_turn WHERE room_id=$1 ORDER BY id DESC LIMIT $2)
+		ORDER BY id`, room, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Turn
+	for rows.Next() {
+		var t Turn
+		var evt string
+		var at int64
+		if err := rows.Scan(&t.Role, &t.Content, &evt, &at); err != nil {
+			return nil, err
+		}
+		t.EventID, t.At = id.EventID(evt), fromMS(at)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func joinIDs(ids []id.UserID) string {
+	out := ""
+	for i, u := range ids {
+		if i > 0 {
+			out += " "
+		}
+		out += string(u)
+	}
+	return out
+}
+
+func splitIDs(s string) []id.UserID {
+	var out []id.UserID
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == ' ' {
+			if i > start {
+				out = append(out, id.UserID(s[start:i]))
+			}
+			start = i + 1
+		}
+	}
+	return out
+}

@@ -1,0 +1,167 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"guichet/approvals"
+)
+
+var _ approvals.Store = (*Store)(nil)
+
+const requestColumns = `id, user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at`
+
+const (
+	latestRequestQuery = `SELECT ` + requestColumns + ` FROM access_request WHERE user_id=$1 ORDER BY id DESC LIMIT 1`
+	requestByIDQuery   = `SELECT ` + requestColumns + ` FROM access_request WHERE id=$1`
+	insertRequestQuery = `
+		INSERT INTO access_request (user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
+	touchRequestQuery = `UPDATE access_request SET last_seen_at=$2 WHERE id=$1`
+	insertAuditQuery  = `INSERT INTO audit_log (at, actor, target, request_id, action, reason) VALUES ($1, $2, $3, $4, $5, $6)`
+	insertConsent     = `INSERT INTO consent (user_id, policy_version, accepted_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	consentQuery      = `SELECT accepted_at FROM consent WHERE user_id=$1 AND policy_version=$2`
+	pendingQuery      = `SELECT ` + requestColumns + ` FROM access_request WHERE status='pending' ORDER BY id`
+)
+
+type scannable interface{ Scan(dest ...any) error }
+
+func scanRequest(row scannable) (*approvals.Request, error) {
+	var r approvals.Request
+	var user, status, room, evt, decidedBy string
+	var decidedAt, created, updated, seen int64
+	err := row.Scan(&r.ID, &user, &status, &r.Renewal, &room, &evt, &r.Reason, &decidedBy, &decidedAt, &created, &updated, &seen)
+	if isNoRows(err) {
+		return nil, approvals.ErrNotFound
+	} else if err != nil {
+		return nil, err
+	}
+	r.UserID, r.Status, r.RoomID, r.EventID, r.DecidedBy = id.UserID(user), approvals.Status(status), id.RoomID(room), id.EventID(evt), id.UserID(decidedBy)
+	r.DecidedAt, r.CreatedAt, r.UpdatedAt, r.LastSeenAt = fromMS(decidedAt), fromMS(created), fromMS(updated), fromMS(seen)
+	return &r, nil
+}
+
+// LatestRequest implements approvals.Store.
+func (s *Store) LatestRequest(ctx context.Context, user id.UserID) (*approvals.Request, error) {
+	return scanRequest(s.db.QueryRow(ctx, latestRequestQuery, user))
+}
+
+// RequestByID returns one request by its number.
+func (s *Store) RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error) {
+	return scanRequest(s.db.QueryRow(ctx, requestByIDQuery, reqID))
+}
+
+// PendingRequests lists waiting requests, oldest first.
+func (s *Store) PendingRequests(ctx context.Context) ([]*approvals.Request, error) {
+	rows, err := s.db.Query(ctx, pendingQuery)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list pending requests: %w", err)
+	}
+	defer rows.Close()
+	var out []*approvals.Request
+	for rows.Next() {
+		r, err := scanRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// CreateRequest implements approvals.Store.
+func (s *Store) CreateRequest(ctx context.Context, r *approvals.Request) error {
+	err := s.db.QueryRow(ctx, insertRequestQuery, r.UserID, r.Status, r.Renewal, r.RoomID, r.EventID, r.Reason,
+		r.DecidedBy, ms(r.DecidedAt), ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.LastSeenAt)).Scan(&r.ID)
+	if err != nil {
+		return fmt.Errorf("failed to insert request of %s: %w", r.UserID, err)
+	}
+	return nil
+}
+
+// Transition implements approvals.Store with a guarded update.
+func (s *Store) Transition(ctx context.Context, reqID int64, from []approvals.Status, to approvals.Status, actor id.UserID, reason string, at time.Time) error {
+	args := []any{reqID, to, actor, reason, ms(at)}
+	marks := make([]string, len(from))
+	for i, st := range from {
+		args = append(args, st)
+		marks[i] = fmt.Sprintf("$%d", len(args))
+	}
+	// An empty actor (consent) keeps who decided and why.
+	query := `UPDATE access_request
+		SET status=$2, updated_at=$5,
+			decided_by=CASE WHEN $3='' THEN decided_by ELSE $3 END,
+			reason=CASE WHEN $3='' THEN reason ELSE $4 END,
+			decided_at=CASE WHEN $3='' THEN decided_at ELSE $5 END
+		WHERE id=$1 AND status IN (` + strings.Join(marks, ", ") + `)`
+	res, err := s.db.Exec(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("failed to move request #%d to %s: %w", reqID, to, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return approvals.ErrConflict
+	}
+	return nil
+}
+
+// TouchRequest implements approvals.Store.
+func (s *Store) TouchRequest(ctx context.Context, reqID int64, at time.Time) error {
+	_, err := s.db.Exec(ctx, touchRequestQuery, reqID, ms(at))
+	return err
+}
+
+// AddAudit implements approvals.Store.
+func (s *Store) AddAudit(ctx context.Context, e approvals.AuditEntry) error {
+	var reqID any
+	if e.RequestID != 0 {
+		reqID = e.RequestID
+	}
+	_, err := s.db.Exec(ctx, insertAuditQuery, ms(e.At), e.Actor, e.Target, reqID, e.Action, e.Reason)
+	if err != nil {
+		return fmt.Errorf("failed to write audit row: %w", err)
+	}
+	return nil
+}
+
+// Audit returns the audit rows about target, oldest first.
+func (s *Store) Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error) {
+	rows, err := s.db.Query(ctx, `SELECT at, actor, target, COALESCE(request_id, 0), action, reason FROM audit_log WHERE target=$1 ORDER BY id`, target)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []approvals.AuditEntry
+	for rows.Next() {
+		var e approvals.AuditEntry
+		var at int64
+		var actor, tgt string
+		if err := rows.Scan(&at, &actor, &tgt, &e.RequestID, &e.Action, &e.Reason); err != nil {
+			return nil, err
+		}
+		e.At, e.Actor, e.Target = fromMS(at), id.UserID(actor), id.UserID(tgt)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// RecordConsent implements approvals.Store.
+func (s *Store) RecordConsent(ctx context.Context, user id.UserID, version string, at time.Time) error {
+	_, err := s.db.Exec(ctx, insertConsent, user, version, ms(at))
+	return err
+}
+
+// ConsentedAt implements approvals.Store.
+func (s *Store) ConsentedAt(ctx context.Context, user id.UserID, version string) (time.Time, bool, error) {
+	var at int64
+	err := s.db.QueryRow(ctx, consentQuery, user, version).Scan(&at)
+	if isNoRows(err) {
+		return time.Time{}, false, nil
+	} else if err != nil {
+		return time.Time{}, false, err
+	}
+	return fromMS(at), true, nil
+}

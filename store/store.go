@@ -1,0 +1,102 @@
+// Package store keeps guichet's state in SQLite through dbutil. The same
+// database file holds mautrix's crypto and state stores; guichet's own tables
+// have their own version table and numbered migrations in upgrades/.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/util/dbutil"
+	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
+)
+
+//go:embed upgrades/*.sql
+var upgrades embed.FS
+
+// VersionTable is the table that tracks guichet's own migrations.
+const VersionTable = "guichet_version"
+
+// Open opens (or creates) the SQLite file at path with WAL, foreign keys and
+// immediate transactions, so that concurrent writers queue instead of failing.
+func Open(path string) (*dbutil.Database, error) {
+	uri := path
+	if !strings.HasPrefix(uri, "file:") {
+		uri = "file:" + uri
+	}
+	if !strings.Contains(uri, "_txlock=") {
+		sep := "?"
+		if strings.Contains(uri, "?") {
+			sep = "&"
+		}
+		uri += sep + "_txlock=immediate"
+	}
+	db, err := dbutil.NewWithDialect(uri, "sqlite3-fk-wal")
+	if err != nil {
+		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Store is guichet's persistence. Its methods join the transaction carried by
+// ctx when there is one (see InTx).
+type Store struct {
+	db *dbutil.Database
+}
+
+// New wraps the shared database; call Upgrade before use.
+func New(db *dbutil.Database, log zerolog.Logger) *Store {
+	table := dbutil.BuildUpgradeTable().WithFS(upgrades).Finish()
+	child := db.Child(VersionTable, table, dbutil.ZeroLogger(log.With().Str("db_section", "guichet").Logger()))
+	return &Store{db: child}
+}
+
+// Upgrade applies pending migrations.
+func (s *Store) Upgrade(ctx context.Context) error {
+	if err := s.db.Upgrade(ctx); err != nil {
+		return fmt.Errorf("failed to upgrade guichet tables: %w", err)
+	}
+	return nil
+}
+
+// InTx runs fn in one transaction; nested calls share the outer one.
+func (s *Store) InTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.db.DoTxn(ctx, nil, fn)
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+func nullMS(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}
+
+var errNoRows = sql.ErrNoRows
+
+func isNoRows(err error) bool { return errors.Is(err, errNoRows) }
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
