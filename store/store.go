@@ -52,7 +52,7 @@ type Store struct {
 
 // New wraps the shared database; call Upgrade before use.
 func New(db *dbutil.Database, log zerolog.Logger) *Store {
-	table := dbutil.BuildUpgradeTable().WithFS(upgrades).Finish()
+	table := dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
 	child := db.Child(VersionTable, table, dbutil.ZeroLogger(log.With().Str("db_section", "guichet").Logger()))
 	return &Store{db: child}
 }
