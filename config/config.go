@@ -221,8 +221,12 @@ func (c *Config) Validate() error {
 	if c.Moderators.MinPowerLevel < 1 || c.Moderators.MinPowerLevel > 100 {
 		bad("moderators.min_power_level", "a power level between 1 and 100 (moderator is 50)")
 	}
-	for key, globs := range map[string][]string{"access.auto_approve": c.Access.AutoApprove, "access.deny": c.Access.Deny} {
-		for _, g := range globs {
+	for _, rule := range []struct {
+		key   string
+		globs []string
+	}{{"access.auto_approve", c.Access.AutoApprove}, {"access.deny", c.Access.Deny}} {
+		key := rule.key
+		for _, g := range rule.globs {
 			if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") || !strings.Contains(g, ":") {
 				bad(key, fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
 				break

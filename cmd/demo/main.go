@@ -1,0 +1,399 @@
+// Command demo shows guichet at work with nothing but this machine: a local
+// Dendrite, a fake Albert (or the real one when GUICHET_ALBERT_API_KEY is
+// set), the real guichet binary with a generated configuration, and scripted
+// people (an agent, a moderator, a stranger) whose screens are printed.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.yaml.in/yaml/v3"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/internal/mxclient"
+	"guichet/internal/testbed"
+)
+
+func main() {
+	binary := flag.String("guichet", "bin/guichet", "the guichet binary to run")
+	keep := flag.Bool("keep", false, "keep the working directory")
+	flag.Parse()
+	if err := run(*binary, *keep); err != nil {
+		fmt.Fprintln(os.Stderr, "demo failed:", err)
+		os.Exit(1)
+	}
+}
+
+const step = 30 * time.Second
+
+func run(binary string, keep bool) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "guichet-demo-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Println("Working directory:", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "infra.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+
+	fmt.Println("▶ Starting a local Dendrite homeserver and a fake Albert API…")
+	tb, err := testbed.Start(ctx, testbed.Options{Dir: dir, Log: logFile, ServerName: "tchap.localhost", ClientLog: zerolog.Nop()})
+	if err != nil {
+		return err
+	}
+	defer tb.Close()
+
+	cfg := tb.Config(filepath.Join(dir, "guichet.db"))
+	env := os.Environ()
+	if key := os.Getenv("GUICHET_ALBERT_API_KEY"); key != "" {
+		fmt.Println("  GUICHET_ALBERT_API_KEY is set: answers come from the real Albert API.")
+		cfg.Albert.BaseURL, cfg.Albert.APIKey = "https://albert.api.etalab.gouv.fr/v1", ""
+		if u := os.Getenv("GUICHET_ALBERT_BASE_URL"); u != "" {
+			cfg.Albert.BaseURL = u
+		}
+	} else {
+		env = append(env, "GUICHET_ALBERT_API_KEY="+cfg.Albert.APIKey)
+		cfg.Albert.APIKey = ""
+	}
+	// Secrets go through the environment, as in production.
+	env = append(env, "GUICHET_MATRIX_PASSWORD="+cfg.Matrix.Password, "GUICHET_MATRIX_PICKLE_KEY="+cfg.Matrix.PickleKey)
+	cfg.Matrix.Password, cfg.Matrix.PickleKey = "", ""
+	cfg.Log.Level = "info"
+	configPath := filepath.Join(dir, "config.yaml")
+	if err := writeConfig(configPath, cfg); err != nil {
+		return err
+	}
+
+	fmt.Println("▶ Starting guichet:", binary, "-config", configPath)
+	guichet, err := startGuichet(ctx, binary, configPath, env, filepath.Join(dir, "guichet.log"))
+	if err != nil {
+		return err
+	}
+	defer guichet.stop()
+
+	s := &script{ctx: ctx, tb: tb, bot: tb.Bot.UserID}
+	if err := s.play(); err != nil {
+		return err
+	}
+	if err := guichet.stop(); err != nil {
+		return fmt.Errorf("guichet did not stop cleanly: %w", err)
+	}
+	s.printTranscripts()
+	fmt.Println("\n✔ Demo finished: every step happened as expected.")
+	return nil
+}
+
+func writeConfig(path string, cfg any) error {
+	raw, err := yaml.Marshal(toYAML(cfg))
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, raw, 0o600)
+}
+
+// toYAML turns the config struct into the key names of config.example.yaml,
+// through its mapstructure tags.
+func toYAML(v any) any {
+	raw, _ := json.Marshal(v)
+	var m any
+	_ = json.Unmarshal(raw, &m)
+	return snakeKeys(m)
+}
+
+func snakeKeys(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		out := map[string]any{}
+		for k, val := range t {
+			out[snake(k)] = snakeKeys(val)
+		}
+		return out
+	case []any:
+		for i := range t {
+			t[i] = snakeKeys(t[i])
+		}
+	}
+	return v
+}
+
+var keyNames = map[string]string{
+	"UserID": "user_id", "AccessToken": "access_token", "DeviceID": "device_id", "PickleKey": "pickle_key",
+	"DeviceName": "device_name", "SupportRoom": "support_room", "MinPowerLevel": "min_power_level",
+	"AutoApprove": "auto_approve", "BaseURL": "base_url", "APIKey": "api_key", "SystemPrompt": "system_prompt",
+	"MaxTurns": "max_turns", "URI": "uri", "URL": "url",
+}
+
+func snake(k string) string {
+	if s, ok := keyNames[k]; ok {
+		return s
+	}
+	return strings.ToLower(k)
+}
+
+type process struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func startGuichet(ctx context.Context, binary, configPath string, env []string, logPath string) (*process, error) {
+	cmd := exec.Command(binary, "-config", configPath)
+	cmd.Env = env
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start %s (run make build first): %w", binary, err)
+	}
+	p := &process{cmd: cmd, done: make(chan error, 1)}
+	ready := make(chan time.Duration, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			fmt.Fprintf(logFile, "%s\n", line)
+			var entry struct {
+				Message string  `json:"message"`
+				Startup float64 `json:"startup"`
+			}
+			if json.Unmarshal(line, &entry) == nil && entry.Message == "guichet is ready" {
+				ready <- time.Duration(entry.Startup * float64(time.Millisecond))
+			} else if !json.Valid(line) {
+				fmt.Fprintf(os.Stderr, "  guichet: %s\n", line)
+			}
+		}
+		logFile.Close()
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	select {
+	case d := <-ready:
+		fmt.Printf("  guichet is ready (start-up %d ms).\n", d.Milliseconds())
+	case err := <-p.done:
+		return nil, fmt.Errorf("guichet exited during start-up: %v (log: %s)", err, logPath)
+	case <-time.After(step):
+		p.stop()
+		return nil, errors.New("guichet was not ready in time")
+	case <-ctx.Done():
+		p.stop()
+		return nil, ctx.Err()
+	}
+	return p, nil
+}
+
+func (p *process) stop() error {
+	if p.cmd.ProcessState != nil {
+		return nil
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return errors.New("killed after 10 s")
+	}
+}
+
+// script plays the people's side and checks what they see.
+type script struct {
+	ctx    context.Context
+	tb     *testbed.Testbed
+	bot    id.UserID
+	people []*actor
+	rooms  map[id.RoomID]string
+}
+
+type actor struct {
+	name   string
+	person *mxclient.Person
+}
+
+func (s *script) newActor(name, localpart string) (*actor, error) {
+	p, err := s.tb.NewPerson(s.ctx, localpart)
+	if err != nil {
+		return nil, err
+	}
+	a := &actor{name: name, person: p}
+	s.people = append(s.people, a)
+	return a, nil
+}
+
+func (s *script) say(a *actor, room id.RoomID, text string) (id.EventID, error) {
+	fmt.Printf("  %s écrit dans %s : %s\n", a.name, s.roomName(room), text)
+	return a.person.SendText(s.ctx, room, text)
+}
+
+func (s *script) expect(a *actor, what string, match func(mxclient.Message) bool) (mxclient.Message, error) {
+	ctx, cancel := context.WithTimeout(s.ctx, step)
+	defer cancel()
+	m, err := a.person.WaitMessage(ctx, func(m mxclient.Message) bool { return m.Sender == s.bot && match(m) })
+	if err != nil {
+		return m, fmt.Errorf("%s never saw %s", a.name, what)
+	}
+	return m, nil
+}
+
+func (s *script) roomName(room id.RoomID) string {
+	if room == s.tb.SupportRoom {
+		return "le salon de support"
+	}
+	if name, ok := s.rooms[room]; ok {
+		return name
+	}
+	return "un message privé"
+}
+
+func replyTo(evt id.EventID) func(mxclient.Message) bool {
+	return func(m mxclient.Message) bool { return m.InReplyTo == evt }
+}
+
+func (s *script) play() error {
+	s.rooms = map[id.RoomID]string{}
+	alice, err := s.newActor("Alice (agente)", "alice.martin-interieur.gouv.fr")
+	if err != nil {
+		return err
+	}
+	mod := &actor{name: "Modérateur", person: s.tb.Moderator}
+	s.people = append(s.people, mod)
+	carol, err := s.newActor("Carole (non validée)", "carole.petit-education.gouv.fr")
+	if err != nil {
+		return err
+	}
+	room := s.tb.SupportRoom
+
+	fmt.Println("\n▶ 1. Alice demande l'accès dans le salon de support")
+	if err := s.tb.JoinSupport(s.ctx, alice.person); err != nil {
+		return err
+	}
+	ask, err := s.say(alice, room, "Bonjour, je souhaite accéder à l'Assistant IA")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(alice, "her acknowledgement", replyTo(ask)); err != nil {
+		return err
+	}
+
+	fmt.Println("\n▶ 2. Le modérateur valide Alice")
+	cmd, err := s.say(mod, room, "!approve "+alice.person.UserID().String())
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(mod, "the confirmation", replyTo(cmd)); err != nil {
+		return err
+	}
+	welcome, err := s.expect(alice, "the welcome", func(m mxclient.Message) bool { return m.RoomID != room })
+	if err != nil {
+		return err
+	}
+	dm := welcome.RoomID
+	s.rooms[dm] = "son message privé avec guichet"
+
+	fmt.Println("\n▶ 3. Alice accepte les conditions et pose une question")
+	acc, err := s.say(alice, dm, "!accepter")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(alice, "the consent confirmation", replyTo(acc)); err != nil {
+		return err
+	}
+	q, err := s.say(alice, dm, "Comment rédiger une note de synthèse ?")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(alice, "the answer", replyTo(q)); err != nil {
+		return err
+	}
+
+	fmt.Println("\n▶ 4. Carole, non validée, écrit à guichet, puis tente !approve")
+	carolDM, err := carol.person.CreateDM(s.ctx, s.bot)
+	if err != nil {
+		return err
+	}
+	s.rooms[carolDM] = "son message privé avec guichet"
+	if err := carol.person.WaitMember(s.ctx, carolDM, s.bot); err != nil {
+		return err
+	}
+	hello, err := s.say(carol, carolDM, "Bonjour, tu peux m'aider ?")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(carol, "how to ask", replyTo(hello)); err != nil {
+		return err
+	}
+	if err := s.tb.JoinSupport(s.ctx, carol.person); err != nil {
+		return err
+	}
+	spoof, err := s.say(carol, room, "!approve "+carol.person.UserID().String())
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(carol, "the refusal", replyTo(spoof)); err != nil {
+		return err
+	}
+	// The refusal changed nothing: the moderator's list stays empty.
+	pending, err := s.say(mod, room, "!pending")
+	if err != nil {
+		return err
+	}
+	list, err := s.expect(mod, "the pending list", replyTo(pending))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(list.Body, "Aucune demande") {
+		return fmt.Errorf("a non-moderator's !approve changed something: %q", list.Body)
+	}
+	return nil
+}
+
+func (s *script) printTranscripts() {
+	for _, a := range s.people {
+		fmt.Printf("\n══ Ce qu'a vu %s (%s) ══\n", a.name, a.person.UserID())
+		for _, m := range a.person.Messages() {
+			who := string(m.Sender)
+			switch {
+			case m.Sender == s.bot:
+				who = "guichet"
+			case m.Sender == a.person.UserID():
+				who = "moi"
+			}
+			lock := ""
+			if m.Encrypted {
+				lock = " 🔒"
+			}
+			kind := ""
+			if m.MsgType == event.MsgNotice {
+				kind = " (notice)"
+			}
+			fmt.Printf("[%s]%s %s%s :\n", s.roomName(m.RoomID), lock, who, kind)
+			for _, line := range strings.Split(strings.TrimSpace(m.Body), "\n") {
+				fmt.Printf("    %s\n", line)
+			}
+		}
+	}
+}
