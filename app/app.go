@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	_ "time/tzdata" // dates shown to people are in Europe/Paris, wherever guichet runs
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
@@ -25,8 +26,20 @@ type App struct {
 	close func() error
 }
 
+// Options are the knobs tests turn; production uses the zero value.
+type Options struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// ReminderCheck is how often stale requests are looked for (default 1 min).
+	ReminderCheck time.Duration
+}
+
 // New opens the database, applies migrations and builds the bot.
-func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, now func() time.Time) (*App, error) {
+func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Options) (*App, error) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 	db, err := store.Open(cfg.Database.URI)
 	if err != nil {
 		return nil, err
@@ -40,7 +53,14 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, now func()
 	for i, u := range cfg.Moderators.Users {
 		mods[i] = id.UserID(u)
 	}
-	service := approvals.New(st, approvals.Rules{AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny}, now)
+	service := approvals.New(st, approvals.Rules{
+		AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny, MaxActive: cfg.Access.MaxActiveUsers,
+	}, now)
+	loc, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("failed to load the Europe/Paris time zone: %w", err)
+	}
 	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
 	b := bot.New(bot.Config{
 		Homeserver:    cfg.Matrix.Homeserver,
@@ -59,6 +79,9 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, now func()
 		SystemPrompt:  cfg.Albert.SystemPrompt,
 		MaxTurns:      cfg.Albert.MaxTurns,
 		AlbertTimeout: cfg.Albert.Timeout,
+		ReminderAfter: cfg.Access.ReminderAfter,
+		ReminderCheck: opts.ReminderCheck,
+		Location:      loc,
 	}, bot.Deps{DB: db, Store: st, Approvals: service, Assistant: assistant, Log: log, Now: now})
 	return &App{Bot: b, Store: st, close: db.Close}, nil
 }

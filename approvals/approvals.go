@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"strconv"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -65,6 +66,11 @@ const (
 	ActionReject      = "reject"
 	ActionConsent     = "consent"
 	ActionRefused     = "refused_command"
+	ActionWaitlist    = "waitlist"
+	ActionPromote     = "promote"
+	ActionRevoke      = "revoke"
+	ActionCapacity    = "capacity"
+	ActionOverload    = "overload"
 )
 
 // AuditEntry is one row of the audit log.
@@ -116,12 +122,29 @@ type Store interface {
 	AddAudit(ctx context.Context, entry AuditEntry) error
 	RecordConsent(ctx context.Context, user id.UserID, version string, at time.Time) error
 	ConsentedAt(ctx context.Context, user id.UserID, version string) (time.Time, bool, error)
+	// CountGranted counts requests that hold a place (approved or active).
+	CountGranted(ctx context.Context) (int, error)
+	// OldestWaitlisted returns the first in line or ErrNotFound.
+	OldestWaitlisted(ctx context.Context) (*Request, error)
+	// Setting reads a persisted setting; ok is false when it was never set.
+	Setting(ctx context.Context, key string) (value string, ok bool, err error)
+	SetSetting(ctx context.Context, key, value string, at time.Time) error
 }
 
-// Rules are the automatic decisions, as user-id globs (path.Match syntax).
+// Setting keys owned by this package.
+const (
+	SettingCapacity = "access.max_active_users"
+	SettingOverload = "overload"
+)
+
+// Rules are the automatic decisions, as user-id globs (path.Match syntax),
+// and the default cap on agents holding access.
 type Rules struct {
 	AutoApprove []string
 	Deny        []string
+	// MaxActive caps approved and active agents; 0 means no cap. A
+	// moderator's !capacity overrides it.
+	MaxActive int
 }
 
 func matchAny(globs []string, user id.UserID) bool {
@@ -189,6 +212,13 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 		case matchAny(s.rules.AutoApprove, user):
 			req.Status, req.Reason, action, result = StatusApproved, "access.auto_approve", ActionAutoApprove, AutoApproved
 		}
+		if req.Status == StatusApproved {
+			if full, err := s.full(ctx); err != nil {
+				return err
+			} else if full {
+				req.Status = StatusWaitlisted
+			}
+		}
 		if req.Status != StatusPending {
 			req.DecidedAt = now
 		}
@@ -204,8 +234,9 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 }
 
 // Approve grants access to target. Someone who never asked (or was rejected
-// or revoked) is pre-approved with a new request. It returns the approved
-// request, or a *DecidedError if access was already granted.
+// or revoked) is pre-approved with a new request. When the cap is reached or
+// overload mode is on, the request goes to the waitlist instead (its status
+// says so). It returns a *DecidedError if access was already granted.
 func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note string) (*Request, error) {
 	var req *Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
@@ -214,31 +245,191 @@ func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note str
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
+		if latest != nil && (latest.Status.Granted() || latest.Status == StatusWaitlisted) {
+			return &DecidedError{Request: latest}
+		}
+		full, err := s.full(ctx)
+		if err != nil {
+			return err
+		}
+		status, action := StatusApproved, ActionApprove
+		if full {
+			status, action = StatusWaitlisted, ActionWaitlist
+		}
 		if latest == nil || !latest.Status.Open() {
 			req = &Request{
-				UserID: target, Status: StatusApproved, Renewal: latest != nil,
+				UserID: target, Status: status, Renewal: latest != nil,
 				Reason: note, DecidedBy: actor, DecidedAt: now,
 				CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
 			}
 			if err := s.store.CreateRequest(ctx, req); err != nil {
 				return err
 			}
-			return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionPreApprove, Reason: note})
+			if !full {
+				action = ActionPreApprove
+			}
+			return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: action, Reason: note})
 		}
-		if latest.Status.Granted() {
-			return &DecidedError{Request: latest}
-		}
-		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending, StatusWaitlisted}, StatusApproved, actor, note, now); err != nil {
+		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending}, status, actor, note, now); err != nil {
 			return err
 		}
-		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusApproved, actor, now, note
+		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = status, actor, now, note
 		req = latest
-		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionApprove, Reason: note})
+		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: action, Reason: note})
 	})
 	if err != nil {
 		return nil, s.explain(ctx, target, err)
 	}
 	return req, nil
+}
+
+// Capacity returns the cap on agents holding access (0: none) and how many
+// hold it now.
+func (s *Service) Capacity(ctx context.Context) (limit, used int, err error) {
+	limit, err = s.limit(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	used, err = s.store.CountGranted(ctx)
+	return limit, used, err
+}
+
+func (s *Service) limit(ctx context.Context) (int, error) {
+	value, ok, err := s.store.Setting(ctx, SettingCapacity)
+	if err != nil || !ok {
+		return s.rules.MaxActive, err
+	}
+	n, err := strconv.Atoi(value)
+	if err != nil {
+		return s.rules.MaxActive, nil
+	}
+	return n, nil
+}
+
+// Overloaded reports whether overload mode is on.
+func (s *Service) Overloaded(ctx context.Context) (bool, error) {
+	value, _, err := s.store.Setting(ctx, SettingOverload)
+	return value == "on", err
+}
+
+// full reports whether a new approval must wait.
+func (s *Service) full(ctx context.Context) (bool, error) {
+	if over, err := s.Overloaded(ctx); err != nil || over {
+		return over, err
+	}
+	limit, used, err := s.Capacity(ctx)
+	if err != nil {
+		return false, err
+	}
+	return limit > 0 && used >= limit, nil
+}
+
+// fill approves waitlisted agents, oldest first, while there is room.
+func (s *Service) fill(ctx context.Context) ([]*Request, error) {
+	var promoted []*Request
+	for {
+		full, err := s.full(ctx)
+		if err != nil || full {
+			return promoted, err
+		}
+		next, err := s.store.OldestWaitlisted(ctx)
+		if errors.Is(err, ErrNotFound) {
+			return promoted, nil
+		} else if err != nil {
+			return promoted, err
+		}
+		now := s.now()
+		if err := s.store.Transition(ctx, next.ID, []Status{StatusWaitlisted}, StatusApproved, "", "", now); err != nil {
+			return promoted, err
+		}
+		next.Status = StatusApproved
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: next.DecidedBy, Target: next.UserID, RequestID: next.ID, Action: ActionPromote, Reason: "capacity"}); err != nil {
+			return promoted, err
+		}
+		promoted = append(promoted, next)
+	}
+}
+
+// SetCapacity sets the cap (0: none) and approves waitlisted agents that now
+// fit; it returns them.
+func (s *Service) SetCapacity(ctx context.Context, actor id.UserID, limit int) ([]*Request, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("capacity must not be negative")
+	}
+	var promoted []*Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		if err := s.store.SetSetting(ctx, SettingCapacity, strconv.Itoa(limit), now); err != nil {
+			return err
+		}
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: ActionCapacity, Reason: strconv.Itoa(limit)}); err != nil {
+			return err
+		}
+		var err error
+		promoted, err = s.fill(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to set capacity: %w", err)
+	}
+	return promoted, nil
+}
+
+// SetOverload switches overload mode; switching it off approves waitlisted
+// agents that fit, and returns them.
+func (s *Service) SetOverload(ctx context.Context, actor id.UserID, on bool) ([]*Request, error) {
+	value := "off"
+	if on {
+		value = "on"
+	}
+	var promoted []*Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		if err := s.store.SetSetting(ctx, SettingOverload, value, now); err != nil {
+			return err
+		}
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: ActionOverload, Reason: value}); err != nil {
+			return err
+		}
+		var err error
+		promoted, err = s.fill(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to switch overload mode: %w", err)
+	}
+	return promoted, nil
+}
+
+// Revoke ends target's access with a reason and approves the first
+// waitlisted agents that now fit; it returns the revoked request and them.
+func (s *Service) Revoke(ctx context.Context, actor, target id.UserID, reason string) (*Request, []*Request, error) {
+	var req *Request
+	var promoted []*Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		now := s.now()
+		latest, err := s.store.LatestRequest(ctx, target)
+		if err != nil {
+			return err
+		}
+		if !latest.Status.Granted() && latest.Status != StatusWaitlisted {
+			return &DecidedError{Request: latest}
+		}
+		if err := s.store.Transition(ctx, latest.ID, []Status{StatusApproved, StatusActive, StatusWaitlisted}, StatusRevoked, actor, reason, now); err != nil {
+			return err
+		}
+		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusRevoked, actor, now, reason
+		req = latest
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionRevoke, Reason: reason}); err != nil {
+			return err
+		}
+		promoted, err = s.fill(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, nil, s.explain(ctx, target, err)
+	}
+	return req, promoted, nil
 }
 
 // Reject refuses target's open request with a reason.

@@ -42,6 +42,12 @@ type Config struct {
 	SystemPrompt  string
 	MaxTurns      int
 	AlbertTimeout time.Duration
+	// ReminderAfter is how long a request may wait before the room is
+	// reminded of it (0: never); ReminderCheck how often that is checked.
+	ReminderAfter time.Duration
+	ReminderCheck time.Duration
+	// Location is the time zone of dates shown to people.
+	Location *time.Location
 }
 
 // Assistant answers questions; albert.Client implements it.
@@ -65,6 +71,13 @@ type Store interface {
 	RecentTurns(ctx context.Context, room id.RoomID, limit int) ([]store.Turn, error)
 	PendingRequests(ctx context.Context) ([]*approvals.Request, error)
 	RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error)
+	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
+	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)
+	Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error)
+	CountQuestions(ctx context.Context, user id.UserID) (int, error)
+	OutgoingKeyForEvent(ctx context.Context, evt id.EventID) (string, bool, error)
+	Setting(ctx context.Context, key string) (string, bool, error)
+	SetSetting(ctx context.Context, key, value string, at time.Time) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -89,6 +102,7 @@ type Bot struct {
 	log       zerolog.Logger
 	now       func() time.Time
 
+	loc         *time.Location
 	client      *mautrix.Client
 	crypto      *cryptohelper.CryptoHelper
 	supportRoom id.RoomID
@@ -113,8 +127,15 @@ func New(cfg Config, deps Deps) *Bot {
 	if now == nil {
 		now = time.Now
 	}
+	loc := cfg.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	if cfg.ReminderCheck <= 0 {
+		cfg.ReminderCheck = time.Minute
+	}
 	return &Bot{
-		cfg: cfg, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
+		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
 		log: deps.Log, now: now, moderators: mods,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1),
 		convs: make(map[id.RoomID]chan store.InboxItem),
@@ -145,10 +166,14 @@ func (b *Bot) Run(ctx context.Context) error {
 
 	syncCtx, stopSync := context.WithCancel(ctx)
 	defer stopSync()
-	b.work.Add(1)
+	b.work.Add(2)
 	go func() {
 		defer b.work.Done()
 		b.deliverLoop(syncCtx)
+	}()
+	go func() {
+		defer b.work.Done()
+		b.remindLoop(syncCtx)
 	}()
 	if err := b.resumeInbox(syncCtx); err != nil {
 		return err

@@ -75,6 +75,7 @@ func (s *syncer) register() {
 	s.OnSync(s.dropOldMessages)
 	s.OnEventType(event.StateMember, s.bot.onMember)
 	s.OnEventType(event.EventMessage, s.bot.onMessage)
+	s.OnEventType(event.EventReaction, s.bot.onMessage)
 }
 
 // dropOldMessages removes timeline messages guichet must not act on: all of
@@ -156,6 +157,9 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if evt.Sender == b.client.UserID || evt.Mautrix.EventSource&event.SourceTimeline == 0 && evt.Mautrix.EventSource&event.SourceDecrypted == 0 {
 		return
 	}
+	if evt.Type == event.EventReaction && evt.RoomID != b.supportRoom {
+		return
+	}
 	raw, err := json.Marshal(evt)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Stringer("event_id", evt.ID).Msg("Failed to serialise event")
@@ -182,16 +186,10 @@ func (b *Bot) resumeInbox(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Support-room events are handled in one transaction with their inbox
+	// row, so only DM messages can be left unfinished.
 	for _, item := range items {
 		zerolog.Ctx(ctx).Info().Stringer("event_id", item.EventID).Msg("Resuming interrupted work")
-		if item.RoomID == b.supportRoom {
-			var evt event.Event
-			if err := json.Unmarshal(item.EventJSON, &evt); err == nil {
-				_ = evt.Content.ParseRaw(evt.Type)
-				b.handleSupport(ctx, item, &evt)
-			}
-			continue
-		}
 		b.converse(ctx, item)
 	}
 	return nil

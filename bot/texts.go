@@ -165,8 +165,12 @@ func textPendingList(reqs []*approvals.Request, now time.Time) string {
 	if len(reqs) == 0 {
 		return "Aucune demande en attente. 🎉"
 	}
+	return fmt.Sprintf("**%d demande(s) en attente**, de la plus ancienne à la plus récente :\n\n", len(reqs)) + pendingLines(reqs, now)
+}
+
+// pendingLines lists requests, at most 50 of them so the notice stays readable.
+func pendingLines(reqs []*approvals.Request, now time.Time) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "**%d demande(s) en attente**, de la plus ancienne à la plus récente :\n\n", len(reqs))
 	const max = 50
 	for i, r := range reqs {
 		if i == max {
@@ -186,9 +190,14 @@ const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n"
 	"| commande | alias | effet |\n| --- | --- | --- |\n" +
 	"| `!approve @agent [@autre …] [note]` | `!valider` | valide une ou plusieurs demandes (pré-valide quelqu'un qui n'a rien demandé) |\n" +
 	"| `!reject @agent [motif]` | `!refuser` | refuse la demande ; le motif est transmis à l'agent |\n" +
+	"| `!revoke @agent [motif]` | `!revoquer` | retire l'accès ; le motif est transmis à l'agent |\n" +
 	"| `!pending` | `!attente` | demandes en attente, de la plus ancienne à la plus récente |\n" +
+	"| `!info @agent` | | statut, historique et usage d'un agent |\n" +
+	"| `!capacity [N]` | `!capacite` | affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite) |\n" +
 	"| `!help` | `!aide` | cette aide |\n\n" +
-	"Une cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), une mention ou un numéro de demande (`#42`)."
+	"Une cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), une mention ou un numéro de demande (`#42`). " +
+	"Exemples : `!approve #42`, `!reject @jean.dupont-exemple.fr:agent.externe.tchap.gouv.fr compte personnel`, `!capacity 500`.\n\n" +
+	"Vous pouvez aussi réagir ✅ ou ❌ à mon accusé de réception d'une demande pour la valider ou la refuser."
 
 const textAgentHelp = "**Commandes** :\n\n" +
 	"- `!accepter` : accepter les conditions d'utilisation\n" +
@@ -228,4 +237,130 @@ func quoteList(items []string) string {
 		q[i] = "`" + strings.ReplaceAll(s, "`", "'") + "`"
 	}
 	return strings.Join(q, ", ")
+}
+
+func textAutoWaitlisted(user id.UserID, req *approvals.Request) string {
+	return fmt.Sprintf("Bonjour %s, votre accès à l'Assistant IA est validé (demande n° %d), mais le service est très demandé : "+
+		"vous êtes en liste d'attente. Je vous écris en message privé dès qu'une place se libère.", mention(user), req.ID)
+}
+
+func textWaitlistedNotice(user id.UserID) string {
+	return fmt.Sprintf("%s, votre demande d'accès à l'Assistant IA est validée, mais le service est très demandé : "+
+		"vous êtes en liste d'attente. Je vous écris dès qu'une place se libère.", mention(user))
+}
+
+func textApprovedWaitlisted(user id.UserID, req *approvals.Request, limit, used int) string {
+	if limit == 0 {
+		return fmt.Sprintf("⏳ %s est validé mais placé en liste d'attente (demande n° %d) : le mode surcharge est actif.", user, req.ID)
+	}
+	return fmt.Sprintf("⏳ %s est validé mais placé en liste d'attente (demande n° %d) : capacité atteinte (%d/%d). "+
+		"Il entrera dès qu'une place se libère (`!capacity` pour l'augmenter).", user, req.ID, used, limit)
+}
+
+func textPromoted(users []string) string {
+	return "Places libérées : " + strings.Join(users, ", ") + " sort(ent) de la liste d'attente ; je leur écris en message privé."
+}
+
+func textRevoked(user id.UserID, req *approvals.Request) string {
+	return fmt.Sprintf("🚫 Accès de %s retiré (demande n° %d)%s. Je l'en informe.", user, req.ID, reasonSuffix(req.Reason))
+}
+
+func textRevokedNotice(user id.UserID, reason string) string {
+	return fmt.Sprintf("%s, votre accès à l'Assistant IA a été retiré%s. Pour en reparler, écrivez dans le salon "+
+		"« L'Assistant IA | Support et retours ».", mention(user), reasonSuffix(reason))
+}
+
+func textNotGranted(req *approvals.Request) string {
+	return fmt.Sprintf("%s n'a pas d'accès à retirer (demande n° %d : %s).", req.UserID, req.ID, statusLabel(req.Status))
+}
+
+func textUnknownUser(user id.UserID) string {
+	return fmt.Sprintf("Je ne trouve pas de compte %s : vérifiez l'identifiant.", user)
+}
+
+func textNotModeratorReaction(user id.UserID) string {
+	return fmt.Sprintf("%s, seuls les modérateurs du salon peuvent valider ou refuser une demande.", mention(user))
+}
+
+const textCapacityUsage = "Usage : `!capacity` pour voir la capacité, `!capacity 500` pour la fixer (0 : sans limite)."
+
+func textCapacity(limit, used, waitlisted int, overload bool) string {
+	max := "sans limite"
+	if limit > 0 {
+		max = fmt.Sprintf("%d", limit)
+	}
+	s := fmt.Sprintf("Agents avec accès : **%d** (maximum : %s). En liste d'attente : %d.", used, max, waitlisted)
+	if overload {
+		s += " Le mode surcharge est actif : les nouvelles validations vont en liste d'attente."
+	}
+	return s
+}
+
+func textCapacitySet(limit, used int) string {
+	if limit == 0 {
+		return fmt.Sprintf("Capacité : sans limite (%d agents avec accès).", used)
+	}
+	return fmt.Sprintf("Capacité fixée à %d agents (%d avec accès).", limit, used)
+}
+
+func statusLabel(s approvals.Status) string {
+	switch s {
+	case approvals.StatusPending:
+		return "en attente"
+	case approvals.StatusWaitlisted:
+		return "en liste d'attente"
+	case approvals.StatusApproved:
+		return "validée, conditions pas encore acceptées"
+	case approvals.StatusActive:
+		return "active"
+	case approvals.StatusRejected:
+		return "refusée"
+	case approvals.StatusRevoked:
+		return "révoquée"
+	}
+	return "inconnue"
+}
+
+var actionLabels = map[string]string{
+	approvals.ActionRequest: "demande", approvals.ActionAutoApprove: "validation automatique",
+	approvals.ActionDeny: "refus automatique", approvals.ActionApprove: "validation",
+	approvals.ActionPreApprove: "pré-validation", approvals.ActionReject: "refus",
+	approvals.ActionConsent: "acceptation des conditions", approvals.ActionRefused: "commande refusée",
+	approvals.ActionWaitlist: "liste d'attente", approvals.ActionPromote: "sortie de liste d'attente",
+	approvals.ActionRevoke: "révocation",
+}
+
+func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntry, questions int, loc *time.Location) string {
+	var b strings.Builder
+	if st.Request == nil {
+		fmt.Fprintf(&b, "%s : aucune demande.", user)
+	} else {
+		consent := "conditions non acceptées (version actuelle)"
+		if st.Consented {
+			consent = "conditions acceptées"
+		}
+		fmt.Fprintf(&b, "%s : demande n° %d, **%s**, %s. Questions posées : %d.", user, st.Request.ID, statusLabel(st.Request.Status), consent, questions)
+	}
+	if len(audit) > 0 {
+		b.WriteString("\n\nHistorique :\n")
+		start := max(0, len(audit)-20)
+		for _, e := range audit[start:] {
+			label := actionLabels[e.Action]
+			if label == "" {
+				label = e.Action
+			}
+			detail := reasonSuffix(e.Reason)
+			if e.Action == approvals.ActionConsent {
+				detail = " (version " + format.EscapeMarkdown(e.Reason) + ")"
+			}
+			fmt.Fprintf(&b, "\n- %s : %s par %s%s", e.At.In(loc).Format("02/01/2006 15:04"), label, e.Actor, detail)
+		}
+	}
+	return b.String()
+}
+
+func textReminder(stale []*approvals.Request, after time.Duration, now time.Time) string {
+	return fmt.Sprintf("⏰ Rappel : %d demande(s) attendent depuis plus de %s.\n\n", len(stale), since(now.Add(-after), now)) +
+		pendingLines(stale, now) +
+		"\n\nPour décider : `!approve #numéro` ou `!reject #numéro motif`."
 }

@@ -52,8 +52,10 @@ type Moderators struct {
 
 // Access holds the automatic access rules, as user-id globs.
 type Access struct {
-	AutoApprove []string `mapstructure:"auto_approve"`
-	Deny        []string `mapstructure:"deny"`
+	AutoApprove    []string      `mapstructure:"auto_approve"`
+	Deny           []string      `mapstructure:"deny"`
+	MaxActiveUsers int           `mapstructure:"max_active_users"`
+	ReminderAfter  time.Duration `mapstructure:"reminder_after"`
 }
 
 // Albert is the LLM gateway.
@@ -100,6 +102,8 @@ var defaults = map[string]any{
 	"moderators.min_power_level": 50,
 	"access.auto_approve":        []string{},
 	"access.deny":                []string{},
+	"access.max_active_users":    0,
+	"access.reminder_after":      "4h",
 	"albert.base_url":            "https://albert.api.etalab.gouv.fr/v1",
 	"albert.api_key":             "",
 	"albert.model":               "mistral-medium-2508",
@@ -232,6 +236,12 @@ func (c *Config) Validate() error {
 				break
 			}
 		}
+	}
+	if c.Access.MaxActiveUsers < 0 {
+		bad("access.max_active_users", "0 (no cap) or a positive number of agents")
+	}
+	if c.Access.ReminderAfter < 0 {
+		bad("access.reminder_after", "a duration such as 4h, or 0 to never remind")
 	}
 	if !isHTTPURL(c.Albert.BaseURL) {
 		bad("albert.base_url", "an http(s) URL ending in /v1, e.g. https://albert.api.etalab.gouv.fr/v1")

@@ -40,6 +40,7 @@ type world struct {
 	log   bytes.Buffer
 
 	app  *app.App
+	opts app.Options
 	stop context.CancelFunc
 	done chan error
 }
@@ -113,7 +114,7 @@ func (w *world) startGuichet() {
 	}
 	logger := zerolog.New(lockedWriter{w}).With().Timestamp().Logger().Level(level)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, w.cfg, logger, time.Now)
+	a, err := app.New(ctx, w.cfg, logger, w.opts)
 	if err != nil {
 		cancel()
 		w.t.Fatalf("failed to build guichet: %v", err)

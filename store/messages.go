@@ -225,3 +225,20 @@ func splitIDs(s string) []id.UserID {
 	}
 	return out
 }
+
+// OutgoingKeyForEvent returns the outbox key of the message delivered as evt.
+func (s *Store) OutgoingKeyForEvent(ctx context.Context, evt id.EventID) (string, bool, error) {
+	var key string
+	err := s.db.QueryRow(ctx, `SELECT key FROM outbox WHERE event_id=$1`, evt).Scan(&key)
+	if isNoRows(err) {
+		return "", false, nil
+	}
+	return key, err == nil, err
+}
+
+// CountQuestions counts the questions user asked (stored turns).
+func (s *Store) CountQuestions(ctx context.Context, user id.UserID) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM conversation_turn WHERE user_id=$1 AND role='user'`, user).Scan(&n)
+	return n, err
+}

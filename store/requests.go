@@ -165,3 +165,56 @@ func (s *Store) ConsentedAt(ctx context.Context, user id.UserID, version string)
 	}
 	return fromMS(at), true, nil
 }
+
+// CountGranted implements approvals.Store.
+func (s *Store) CountGranted(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM access_request WHERE status IN ('approved', 'active')`).Scan(&n)
+	return n, err
+}
+
+// OldestWaitlisted implements approvals.Store.
+func (s *Store) OldestWaitlisted(ctx context.Context) (*approvals.Request, error) {
+	return scanRequest(s.db.QueryRow(ctx, `SELECT `+requestColumns+` FROM access_request WHERE status='waitlisted' ORDER BY decided_at, id LIMIT 1`))
+}
+
+// RequestByEvent returns the request opened by the message evt.
+func (s *Store) RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error) {
+	return scanRequest(s.db.QueryRow(ctx, `SELECT `+requestColumns+` FROM access_request WHERE event_id=$1`, evt))
+}
+
+// CountByStatus counts requests per status.
+func (s *Store) CountByStatus(ctx context.Context) (map[approvals.Status]int, error) {
+	rows, err := s.db.Query(ctx, `SELECT status, COUNT(*) FROM access_request GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[approvals.Status]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[approvals.Status(st)] = n
+	}
+	return out, rows.Err()
+}
+
+// Setting implements approvals.Store.
+func (s *Store) Setting(ctx context.Context, key string) (string, bool, error) {
+	var value string
+	err := s.db.QueryRow(ctx, `SELECT value FROM setting WHERE key=$1`, key).Scan(&value)
+	if isNoRows(err) {
+		return "", false, nil
+	}
+	return value, err == nil, err
+}
+
+// SetSetting implements approvals.Store.
+func (s *Store) SetSetting(ctx context.Context, key, value string, at time.Time) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO setting (key, value, updated_at) VALUES ($1, $2, $3)
+		ON CONFLICT (key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at`, key, value, ms(at))
+	return err
+}

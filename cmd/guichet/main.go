@@ -53,7 +53,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	defer stop()
 	ctx = log.WithContext(ctx)
 
-	a, err := app.New(ctx, cfg, log, time.Now)
+	a, err := app.New(ctx, cfg, log, app.Options{})
 	if err != nil {
 		log.Err(err).Msg("Failed to start")
 		return exitStartup

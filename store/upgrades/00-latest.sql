@@ -82,3 +82,12 @@ CREATE TABLE conversation_turn (
     at       BIGINT  NOT NULL
 );
 CREATE INDEX conversation_turn_room_idx ON conversation_turn (room_id, id);
+
+CREATE TABLE setting (
+    key        TEXT   PRIMARY KEY,
+    value      TEXT   NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX outbox_event_idx ON outbox (event_id) WHERE event_id <> '';
+CREATE INDEX access_request_status_idx ON access_request (status, id);
+CREATE INDEX access_request_event_idx ON access_request (event_id) WHERE event_id <> '';

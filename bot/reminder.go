@@ -1,0 +1,73 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"guichet/approvals"
+)
+
+// settingLastReminder records when the room was last reminded, so that a
+// restart does not remind it again within the interval.
+const settingLastReminder = "reminder.last"
+
+func (b *Bot) remindLoop(ctx context.Context) {
+	if b.cfg.ReminderAfter <= 0 {
+		return
+	}
+	ticker := time.NewTicker(b.cfg.ReminderCheck)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := b.remind(ctx); err != nil && ctx.Err() == nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to check for stale requests")
+			}
+		}
+	}
+}
+
+// remind lists, in one notice, the requests that waited longer than
+// ReminderAfter, at most once per ReminderAfter.
+func (b *Bot) remind(ctx context.Context) error {
+	sent := false
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		now := b.now()
+		last, ok, err := b.store.Setting(ctx, settingLastReminder)
+		if err != nil {
+			return err
+		}
+		if ms, perr := strconv.ParseInt(last, 10, 64); ok && perr == nil && now.Sub(time.UnixMilli(ms)) < b.cfg.ReminderAfter {
+			return nil
+		}
+		pending, err := b.store.PendingRequests(ctx)
+		if err != nil {
+			return err
+		}
+		var stale []*approvals.Request
+		for _, r := range pending {
+			if now.Sub(r.CreatedAt) >= b.cfg.ReminderAfter {
+				stale = append(stale, r)
+			}
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		key := fmt.Sprintf("reminder:%d", now.UnixMilli())
+		if err := b.store.Enqueue(ctx, outgoingNotice(key, b.supportRoom, "", textReminder(stale, b.cfg.ReminderAfter, now), now)); err != nil {
+			return err
+		}
+		sent = true
+		return b.store.SetSetting(ctx, settingLastReminder, strconv.FormatInt(now.UnixMilli(), 10), now)
+	})
+	if sent {
+		b.nudge()
+	}
+	return err
+}
