@@ -39,9 +39,18 @@ type Config struct {
 	PolicyURL     string
 	PolicyVersion string
 	Model         string
+	Models        []string // the models agents may choose (Model always may)
 	SystemPrompt  string
-	MaxTurns      int
 	AlbertTimeout time.Duration
+	// MaxContextTokens bounds the prompt: system prompt, kept turns, question.
+	MaxContextTokens int
+	MaxInputChars    int
+	EditInterval     time.Duration
+	MaxRetries       int
+	// IdleReset starts a new conversation after this much silence.
+	IdleReset time.Duration
+	// OpsRoom receives operator alerts (optional).
+	OpsRoom string
 	// ReminderAfter is how long a request may wait before the room is
 	// reminded of it (0: never); ReminderCheck how often that is checked.
 	ReminderAfter time.Duration
@@ -53,6 +62,7 @@ type Config struct {
 // Assistant answers questions; albert.Client implements it.
 type Assistant interface {
 	Stream(ctx context.Context, model string, msgs []albert.Message, onDelta func(textSoFar string)) (albert.Answer, error)
+	Models(ctx context.Context) ([]albert.Model, error)
 }
 
 // Store is the persistence the bot uses; store.Store implements it.
@@ -68,7 +78,16 @@ type Store interface {
 	DMRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
 	SetDMRoom(ctx context.Context, user id.UserID, room id.RoomID, at time.Time) error
 	AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...store.Turn) error
-	RecentTurns(ctx context.Context, room id.RoomID, limit int) ([]store.Turn, error)
+	RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]store.Turn, error)
+	TurnByEvent(ctx context.Context, evt id.EventID) (*store.Turn, error)
+	LastTurnAt(ctx context.Context, room id.RoomID) (time.Time, error)
+	ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error)
+	StartConversation(ctx context.Context, room id.RoomID, at time.Time) error
+	Forget(ctx context.Context, user id.UserID) error
+	ModelPref(ctx context.Context, user id.UserID) (string, error)
+	SetModelPref(ctx context.Context, user id.UserID, model string) error
+	AddUsage(ctx context.Context, u store.Usage) error
+	UsageSince(ctx context.Context, user id.UserID, since time.Time) (store.UsageTotals, error)
 	PendingRequests(ctx context.Context) ([]*approvals.Request, error)
 	RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error)
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
@@ -103,6 +122,8 @@ type Bot struct {
 	now       func() time.Time
 
 	loc         *time.Location
+	alerts      *alerts
+	opsRoom     id.RoomID
 	client      *mautrix.Client
 	crypto      *cryptohelper.CryptoHelper
 	supportRoom id.RoomID
@@ -134,12 +155,14 @@ func New(cfg Config, deps Deps) *Bot {
 	if cfg.ReminderCheck <= 0 {
 		cfg.ReminderCheck = time.Minute
 	}
-	return &Bot{
+	b := &Bot{
 		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
 		log: deps.Log, now: now, moderators: mods,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}
+	b.alerts = &alerts{b: b, open: map[albert.Class]time.Time{}}
+	return b
 }
 
 // Ready is closed once the bot has joined the support room and processed its
@@ -234,6 +257,14 @@ func (b *Bot) connect(ctx context.Context) error {
 	if _, err := cli.JoinRoom(ctx, b.cfg.SupportRoom, nil); err != nil {
 		return fmt.Errorf("failed to join support room %s: %w", b.cfg.SupportRoom, err)
 	}
+	if b.cfg.OpsRoom != "" {
+		if b.opsRoom, err = b.resolveRoom(ctx, b.cfg.OpsRoom); err != nil {
+			return err
+		}
+		if _, err := cli.JoinRoom(ctx, b.cfg.OpsRoom, nil); err != nil {
+			return fmt.Errorf("failed to join ops room %s: %w", b.cfg.OpsRoom, err)
+		}
+	}
 	zerolog.Ctx(ctx).Info().Stringer("device_id", cli.DeviceID).Stringer("support_room", room).Msg("Connected to the homeserver")
 	return nil
 }
@@ -269,6 +300,18 @@ func (b *Bot) isModerator(ctx context.Context, user id.UserID) bool {
 	return pl.GetUserLevel(user) >= b.cfg.MinPowerLevel
 }
 
+// onDecryptError asks the sender, once per message, to send it again;
+// cryptohelper has already requested the missing keys from their devices.
 func (b *Bot) onDecryptError(evt *event.Event, err error) {
+	ctx := b.log.WithContext(context.Background())
 	b.log.Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Failed to decrypt event")
+	if evt.Sender == b.client.UserID {
+		return
+	}
+	msg := outgoingNotice("undecryptable:"+evt.ID.String(), evt.RoomID, evt.ID, textUndecryptable, b.now(), evt.Sender)
+	if err := b.store.Enqueue(ctx, msg); err != nil {
+		b.log.Err(err).Msg("Failed to queue decryption notice")
+		return
+	}
+	b.nudge()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -74,6 +75,18 @@ func decodeInbox(item store.InboxItem) (*event.Event, error) {
 	return &evt, nil
 }
 
+// reply is what guichet says back to one DM message.
+type reply struct {
+	text     string
+	msgType  event.MessageType
+	replaces id.EventID // the placeholder of a streamed answer
+	notices  []string   // short notices sent before the reply
+	turns    []store.Turn
+	leave    bool // leave the room once the reply is sent
+}
+
+func noticeReply(text string) *reply { return &reply{text: text, msgType: event.MsgNotice} }
+
 // handleDM answers one message in a direct message. The reply is queued in
 // the same transaction that marks the message done, so a stop before that
 // point answers it again after restart and a stop after it never does.
@@ -86,29 +99,46 @@ func (b *Bot) handleDM(ctx context.Context, item store.InboxItem) {
 		b.finish(ctx, item, nil)
 		return
 	}
-	reply, turns, err := b.answerDM(ctx, evt)
+	r, err := b.answerDM(ctx, evt)
 	if err != nil {
 		if ctx.Err() != nil {
 			return // shutting down: resumed at next start
 		}
 		log.Err(err).Msg("Failed to answer")
-		reply = &store.Outgoing{Markdown: textAssistantFailed, MsgType: string(event.MsgNotice)}
+		r = noticeReply(textAssistantFailed)
 	}
-	b.finish(ctx, item, reply, turns...)
+	if ctx.Err() != nil && r != nil && r.text == "" {
+		return
+	}
+	b.finish(ctx, item, r)
+	if r != nil && r.leave {
+		if _, err := b.client.LeaveRoom(ctx, item.RoomID); err != nil {
+			log.Err(err).Msg("Failed to leave group room")
+		}
+	}
 }
 
 // finish queues the reply (if any), stores the turns and marks the message done.
-func (b *Bot) finish(ctx context.Context, item store.InboxItem, reply *store.Outgoing, turns ...store.Turn) {
+func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
+	ctx = context.WithoutCancel(ctx)
 	err := b.store.InTx(ctx, func(ctx context.Context) error {
-		if reply != nil {
-			reply.Key = "reply:" + item.EventID.String()
-			reply.RoomID, reply.ReplyTo, reply.CreatedAt = item.RoomID, item.EventID, b.now()
-			if err := b.store.Enqueue(ctx, *reply); err != nil {
+		if r != nil && r.text != "" {
+			for i, n := range r.notices {
+				msg := outgoingNotice(fmt.Sprintf("notice:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
+				if err := b.store.Enqueue(ctx, msg); err != nil {
+					return err
+				}
+			}
+			msg := store.Outgoing{
+				Key: "reply:" + item.EventID.String(), RoomID: item.RoomID, ReplyTo: item.EventID, Replaces: r.replaces,
+				MsgType: string(r.msgType), Markdown: r.text, CreatedAt: b.now(),
+			}
+			if err := b.store.Enqueue(ctx, msg); err != nil {
 				return err
 			}
 		}
-		if len(turns) > 0 {
-			if err := b.store.AddTurns(ctx, item.RoomID, item.Sender, turns...); err != nil {
+		if r != nil && len(r.turns) > 0 {
+			if err := b.store.AddTurns(ctx, item.RoomID, item.Sender, r.turns...); err != nil {
 				return err
 			}
 		}
@@ -121,107 +151,158 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, reply *store.Out
 	b.nudge()
 }
 
-func notice(markdown string) *store.Outgoing {
-	return &store.Outgoing{Markdown: markdown, MsgType: string(event.MsgNotice)}
-}
-
 // answerDM decides what to say to a message in a DM.
-func (b *Bot) answerDM(ctx context.Context, evt *event.Event) (*store.Outgoing, []store.Turn, error) {
+func (b *Bot) answerDM(ctx context.Context, evt *event.Event) (*reply, error) {
 	content, ok := evt.Content.Parsed.(*event.MessageEventContent)
 	if !ok || content.MsgType == event.MsgNotice || content.RelatesTo.GetReplaceID() != "" {
-		return nil, nil, nil
+		return nil, nil // edits of answered questions and notices get nothing
+	}
+	if members, err := b.client.StateStore.GetRoomJoinedOrInvitedMembers(ctx, evt.RoomID); err == nil && len(members) > 2 {
+		return &reply{text: textGroupRoom, msgType: event.MsgNotice, leave: true}, nil
 	}
 	switch content.MsgType {
 	case event.MsgText, event.MsgEmote:
 	default:
-		return notice(textTextOnly), nil, nil
+		return noticeReply(textTextOnly), nil
 	}
 	content.RemoveReplyFallback()
 	text := strings.TrimSpace(content.Body)
 	if text == "" {
-		return nil, nil, nil
+		return nil, nil
 	}
 	if cmd, ok := parseCommand(text); ok {
 		return b.agentCommand(ctx, evt, cmd)
 	}
+	if n := len([]rune(text)); n > b.cfg.MaxInputChars {
+		return noticeReply(textTooLong(n, b.cfg.MaxInputChars)), nil
+	}
 	standing, err := b.approvals.Status(ctx, evt.Sender, b.cfg.PolicyVersion)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
+	if why := b.notAllowed(standing); why != "" {
+		return noticeReply(why), nil
+	}
+	return b.question(ctx, evt, content, text)
+}
+
+// notAllowed says why someone may not ask a question yet ("" if they may).
+func (b *Bot) notAllowed(standing approvals.Standing) string {
 	req := standing.Request
 	switch {
 	case req == nil:
-		return notice(textUnknownAgent(b.supportRoom)), nil, nil
+		return textUnknownAgent(b.supportRoom)
 	case req.Status == approvals.StatusPending:
-		return notice(textPending(req, b.now())), nil, nil
+		return textPending(req, b.now())
 	case req.Status == approvals.StatusWaitlisted:
-		return notice(textWaitlisted(req)), nil, nil
+		return textWaitlisted(req)
 	case req.Status == approvals.StatusRejected:
-		return notice(textRejectedStatus(req)), nil, nil
+		return textRejectedStatus(req)
 	case req.Status == approvals.StatusRevoked:
-		return notice(textRevokedStatus(req)), nil, nil
+		return textRevokedStatus(req)
 	case req.Status == approvals.StatusApproved:
-		return notice(textWelcome(b.cfg.PolicyURL, b.cfg.PolicyVersion)), nil, nil
+		return textWelcome(b.cfg.PolicyURL, b.cfg.PolicyVersion)
 	case !standing.Consented:
-		return notice(textPolicyChanged(b.cfg.PolicyURL, b.cfg.PolicyVersion)), nil, nil
+		return textPolicyChanged(b.cfg.PolicyURL, b.cfg.PolicyVersion)
 	}
-	return b.ask(ctx, evt, text)
+	return ""
 }
 
-func (b *Bot) agentCommand(ctx context.Context, evt *event.Event, cmd command) (*store.Outgoing, []store.Turn, error) {
-	switch cmd.Name {
-	case "accepter":
-		standing, err := b.approvals.Status(ctx, evt.Sender, b.cfg.PolicyVersion)
-		if err != nil {
-			return nil, nil, err
-		}
-		if standing.Consented && standing.Request != nil && standing.Request.Status == approvals.StatusActive {
-			return notice(textAlreadyAccepted), nil, nil
-		}
-		if _, err := b.approvals.Accept(ctx, evt.Sender, b.cfg.PolicyVersion); errors.Is(err, approvals.ErrNotGranted) {
-			return notice(textAcceptNotGranted), nil, nil
-		} else if err != nil {
-			return nil, nil, err
-		}
-		return notice(textAccepted), nil, nil
-	case "aide", "help":
-		return notice(textAgentHelp), nil, nil
-	default:
-		return notice(textUnknownCommand(cmd.Name) + "\n\n" + textAgentHelp), nil, nil
-	}
-}
-
-// ask sends the question with its context to the assistant.
-func (b *Bot) ask(ctx context.Context, evt *event.Event, question string) (*store.Outgoing, []store.Turn, error) {
-	history, err := b.store.RecentTurns(ctx, evt.RoomID, b.cfg.MaxTurns)
+// question builds the context, asks the assistant and returns the answer.
+func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.MessageEventContent, text string) (*reply, error) {
+	now := b.now()
+	var notices []string
+	start, err := b.store.ConversationStart(ctx, evt.RoomID)
 	if err != nil {
-		return nil, nil, fmt.Errorf("failed to read conversation: %w", err)
+		return nil, err
 	}
-	msgs := make([]albert.Message, 0, len(history)+2)
-	msgs = append(msgs, albert.Message{Role: "system", Content: b.cfg.SystemPrompt})
-	for _, t := range history {
+	last, err := b.store.LastTurnAt(ctx, evt.RoomID)
+	if err != nil {
+		return nil, err
+	}
+	if !last.IsZero() && !last.Before(start) && now.Sub(last) > b.cfg.IdleReset {
+		start = now
+		if err := b.store.StartConversation(ctx, evt.RoomID, start); err != nil {
+			return nil, err
+		}
+		notices = append(notices, textNewConversation(b.cfg.IdleReset))
+	}
+	msgs, err := b.context(ctx, evt, content, text, start)
+	if err != nil {
+		return nil, err
+	}
+	model, err := b.store.ModelPref(ctx, evt.Sender)
+	if err != nil {
+		return nil, err
+	}
+	if model == "" {
+		model = b.cfg.Model
+	}
+	res := b.ask(ctx, evt, msgs, model)
+	if res.text == "" {
+		return &reply{}, ctx.Err()
+	}
+	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...)}
+	if !res.ok {
+		r.msgType = event.MsgNotice
+		if res.placeholder != "" {
+			r.msgType = event.MsgText
+		}
+		return r, nil
+	}
+	answerID := res.placeholder
+	if answerID == "" {
+		// The answer will be its own message: remember the question so that
+		// a reply to either finds this exchange.
+		answerID = evt.ID
+	}
+	r.turns = []store.Turn{
+		{Role: "user", Content: text, EventID: evt.ID, At: now},
+		{Role: "assistant", Content: res.text, EventID: answerID + ":answer", At: b.now()},
+	}
+	return r, nil
+}
+
+// context is the system prompt, the conversation's latest turns that fit
+// MaxContextTokens (oldest dropped first), the message replied to if it
+// fell out, and the question.
+func (b *Bot) context(ctx context.Context, evt *event.Event, content *event.MessageEventContent, question string, since time.Time) ([]albert.Message, error) {
+	budget := b.cfg.MaxContextTokens - albert.EstimateTokens(b.cfg.SystemPrompt) - albert.EstimateTokens(question)
+	turns, err := b.store.RecentTurns(ctx, evt.RoomID, since, 200)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read conversation: %w", err)
+	}
+	first := len(turns)
+	for first > 0 && budget-albert.EstimateTokens(turns[first-1].Content) >= 0 {
+		first--
+		budget -= albert.EstimateTokens(turns[first].Content)
+	}
+	kept := turns[first:]
+	msgs := []albert.Message{{Role: "system", Content: b.cfg.SystemPrompt}}
+	if quoted := content.RelatesTo.GetReplyTo(); quoted != "" && !slices.ContainsFunc(kept, func(t store.Turn) bool { return t.EventID == quoted }) {
+		if t, err := b.quotedTurn(ctx, quoted); err != nil {
+			return nil, err
+		} else if t != nil && albert.EstimateTokens(t.Content) <= budget {
+			msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
+		}
+	}
+	for _, t := range kept {
 		msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
 	}
-	msgs = append(msgs, albert.Message{Role: "user", Content: question})
+	return append(msgs, albert.Message{Role: "user", Content: question}), nil
+}
 
-	callCtx, cancel := context.WithTimeout(ctx, b.cfg.AlbertTimeout)
-	defer cancel()
-	start := time.Now()
-	answer, err := b.assistant.Stream(callCtx, b.cfg.Model, msgs, nil)
-	log := zerolog.Ctx(ctx)
-	if err != nil {
-		return nil, nil, fmt.Errorf("failed to get an answer: %w", err)
+// quotedTurn finds the turn an agent replied to: one of their questions, or
+// one of guichet's answers (stored under the answer's event id).
+func (b *Bot) quotedTurn(ctx context.Context, evt id.EventID) (*store.Turn, error) {
+	t, err := b.store.TurnByEvent(ctx, evt+":answer")
+	if err != nil || t != nil {
+		return t, err
 	}
-	log.Info().Dur("latency", time.Since(start)).Int("prompt_tokens", answer.Usage.PromptTokens).
-		Int("completion_tokens", answer.Usage.CompletionTokens).Msg("Answered question")
-	text := strings.TrimSpace(answer.Text)
-	if text == "" {
-		return notice(textEmptyAnswer), nil, nil
+	if key, ok, err := b.store.OutgoingKeyForEvent(ctx, evt); err != nil {
+		return nil, err
+	} else if ok && strings.HasPrefix(key, "reply:") {
+		return b.store.TurnByEvent(ctx, id.EventID(strings.TrimPrefix(key, "reply:"))+":answer")
 	}
-	now := b.now()
-	turns := []store.Turn{
-		{Role: "user", Content: question, EventID: evt.ID, At: now},
-		{Role: "assistant", Content: text, At: now},
-	}
-	return &store.Outgoing{Markdown: text, MsgType: string(event.MsgText)}, turns, nil
+	return b.store.TurnByEvent(ctx, evt)
 }

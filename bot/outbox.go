@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -43,28 +45,54 @@ func (b *Bot) deliverLoop(ctx context.Context) {
 	}
 }
 
+// outboxParallel bounds how many rooms are delivered to at once; messages
+// to one room keep their order.
+const outboxParallel = 8
+
 func (b *Bot) deliverPending(ctx context.Context) {
 	for ctx.Err() == nil {
-		msgs, err := b.store.Unsent(ctx, 100)
+		msgs, err := b.store.Unsent(ctx, 200)
 		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to read the outbox")
 			return
 		}
-		sent := 0
-		for _, m := range msgs {
-			if ctx.Err() != nil {
-				return
-			}
-			if err := b.deliver(ctx, m); err != nil {
-				zerolog.Ctx(ctx).Err(err).Str("key", m.Key).Int("attempts", m.Attempts+1).Msg("Failed to deliver message")
-				if ferr := b.store.MarkFailed(ctx, m.Key, err.Error()); ferr != nil {
-					zerolog.Ctx(ctx).Err(ferr).Msg("Failed to record delivery failure")
-				}
-				continue
-			}
-			sent++
+		if len(msgs) == 0 {
+			return
 		}
-		if sent == 0 || len(msgs) < 100 {
+		var order []string
+		byRoom := map[string][]store.Outgoing{}
+		for _, m := range msgs {
+			k := m.RoomID.String() + "|" + m.DMUser.String()
+			if _, ok := byRoom[k]; !ok {
+				order = append(order, k)
+			}
+			byRoom[k] = append(byRoom[k], m)
+		}
+		var wg sync.WaitGroup
+		var sent atomic.Int64
+		sem := make(chan struct{}, outboxParallel)
+		for _, k := range order {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func(queue []store.Outgoing) {
+				defer func() { <-sem; wg.Done() }()
+				for _, m := range queue {
+					if ctx.Err() != nil {
+						return
+					}
+					if err := b.deliver(ctx, m); err != nil {
+						zerolog.Ctx(ctx).Err(err).Str("key", m.Key).Int("attempts", m.Attempts+1).Msg("Failed to deliver message")
+						if ferr := b.store.MarkFailed(ctx, m.Key, err.Error()); ferr != nil {
+							zerolog.Ctx(ctx).Err(ferr).Msg("Failed to record delivery failure")
+						}
+						return // keep this room's order: retry later
+					}
+					sent.Add(1)
+				}
+			}(byRoom[k])
+		}
+		wg.Wait()
+		if sent.Load() == 0 || len(msgs) < 200 {
 			return
 		}
 	}
@@ -88,7 +116,9 @@ func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
 	content := format.RenderMarkdown(m.Markdown, true, false)
 	content.MsgType = event.MessageType(m.MsgType)
 	content.Mentions = &event.Mentions{UserIDs: m.Mentions}
-	if m.ReplyTo != "" {
+	if m.Replaces != "" {
+		content.SetEdit(m.Replaces)
+	} else if m.ReplyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: m.ReplyTo}}
 	}
 	resp, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})

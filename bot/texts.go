@@ -8,7 +8,9 @@ import (
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/albert"
 	"guichet/approvals"
+	"guichet/store"
 )
 
 // Everything people read is here, in French, so it can be reviewed as a whole.
@@ -199,10 +201,16 @@ const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n"
 	"Exemples : `!approve #42`, `!reject @jean.dupont-exemple.fr:agent.externe.tchap.gouv.fr compte personnel`, `!capacity 500`.\n\n" +
 	"Vous pouvez aussi réagir ✅ ou ❌ à mon accusé de réception d'une demande pour la valider ou la refuser."
 
-const textAgentHelp = "**Commandes** :\n\n" +
+const textAgentHelp = "Je suis l'**Assistant IA** des agents publics : posez votre question ici, je réponds avec Albert, " +
+	"l'IA de l'État, en tenant compte de notre conversation.\n\n**Commandes** :\n\n" +
 	"- `!accepter` : accepter les conditions d'utilisation\n" +
+	"- `!conditions` : la politique de traitement des données et quand vous l'avez acceptée\n" +
+	"- `!reset` (ou `!nouveau`) : commencer une nouvelle conversation\n" +
+	"- `!modele` : voir les modèles disponibles ; `!modele <id>` pour en choisir un\n" +
+	"- `!quota` : votre usage aujourd'hui\n" +
+	"- `!oublier` : effacer vos conversations enregistrées\n" +
 	"- `!aide` : cette aide\n\n" +
-	"Pour le reste, écrivez simplement votre question."
+	"Pour le reste, écrivez simplement votre question (texte uniquement)."
 
 func since(t, now time.Time) string {
 	d := now.Sub(t)
@@ -364,3 +372,101 @@ func textReminder(stale []*approvals.Request, after time.Duration, now time.Time
 		pendingLines(stale, now) +
 		"\n\nPour décider : `!approve #numéro` ou `!reject #numéro motif`."
 }
+
+const textUndecryptable = "Je n'ai pas pu déchiffrer votre dernier message. Pouvez-vous l'envoyer à nouveau ? " +
+	"(Si cela se reproduit, fermez et rouvrez Tchap.)"
+
+const textGroupRoom = "Je ne réponds qu'en message privé (conversation à deux). Je quitte ce salon ; " +
+	"écrivez-moi directement pour me poser vos questions."
+
+const textAnswerCut = "_(Réponse interrompue : le service a rencontré une erreur. Vous pouvez reposer la question.)_"
+
+func textTooLong(n, max int) string {
+	return fmt.Sprintf("Votre message est trop long (%d caractères ; maximum %d). Raccourcissez-le ou découpez-le en plusieurs questions.", n, max)
+}
+
+func textNewConversation(idle time.Duration) string {
+	return fmt.Sprintf("🆕 Nouvelle conversation (plus de %s sans échange) : je ne tiens plus compte des messages précédents.", since(time.Time{}, time.Time{}.Add(idle)))
+}
+
+func textModelGone(model, fallback string) string {
+	return fmt.Sprintf("Le modèle `%s` n'est plus disponible : je repasse sur le modèle par défaut, `%s`.", model, fallback)
+}
+
+// textAlbertError is what an agent reads when no answer could be obtained.
+func textAlbertError(class albert.Class) string {
+	switch class {
+	case albert.ClassBudget:
+		return "Le service est suspendu pour le moment (budget épuisé). L'équipe est prévenue ; réessayez plus tard."
+	case albert.ClassAuth:
+		return "Le service est indisponible pour le moment. L'équipe est prévenue ; réessayez plus tard."
+	case albert.ClassInvalid:
+		return "Je n'ai pas pu traiter cette question. Pouvez-vous la reformuler, peut-être plus courte ?"
+	case albert.ClassNotFound:
+		return "Le modèle demandé n'est pas disponible. Choisissez-en un autre avec `!modele`."
+	case albert.ClassRateLimited, albert.ClassBusy, albert.ClassTimeout:
+		return "Le service est très sollicité en ce moment et n'a pas pu répondre. Réessayez dans quelques minutes."
+	}
+	return "Je n'arrive pas à joindre le service pour le moment. Réessayez dans quelques minutes."
+}
+
+func textOpsIncident(err *albert.Error) string {
+	return fmt.Sprintf("🚨 Incident Albert API : **%s**%s. Les agents reçoivent un message d'excuse ; prochaine alerte à la résolution.",
+		err.Class, statusSuffix(err))
+}
+
+func statusSuffix(err *albert.Error) string {
+	if err.Status == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (HTTP %d)", err.Status)
+}
+
+func textOpsResolved(class albert.Class, d time.Duration) string {
+	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", class, since(time.Time{}, time.Time{}.Add(d)))
+}
+
+const textConversationReset = "C'est noté : nous commençons une nouvelle conversation."
+
+const textForgetConfirm = "Cela effacera définitivement vos conversations enregistrées avec moi. " +
+	"Pour confirmer, tapez `!oublier confirmer`."
+
+const textForgotten = "C'est fait : vos conversations enregistrées sont effacées. Seuls des compteurs d'usage anonymes sont conservés."
+
+const textModeratorCommandInDM = "Les commandes des modérateurs se tapent dans le salon « L'Assistant IA | Support et retours »."
+
+func textConditions(url, version string, accepted time.Time, ok bool, loc *time.Location) string {
+	s := fmt.Sprintf("L'usage de l'Assistant IA est soumis à la [politique de traitement des données](%s) (version %s).", url, version)
+	if ok {
+		return s + " Vous l'avez acceptée le " + accepted.In(loc).Format("02/01/2006 à 15:04") + "."
+	}
+	return s + " Vous ne l'avez pas encore acceptée : répondez `!accepter`."
+}
+
+func textQuota(t store.UsageTotals) string {
+	return fmt.Sprintf("Aujourd'hui : **%d** question(s), %d tokens envoyés et %d reçus.", t.Questions, t.PromptTokens, t.CompletionTokens)
+}
+
+func textModels(models []string, current string) string {
+	var b strings.Builder
+	b.WriteString("Modèles disponibles :\n\n")
+	for _, m := range models {
+		mark := ""
+		if m == current {
+			mark = " ← actuel"
+		}
+		fmt.Fprintf(&b, "- `%s`%s\n", m, mark)
+	}
+	b.WriteString("\nPour changer : `!modele <id>`.")
+	return b.String()
+}
+
+func textModelChosen(model string) string {
+	return fmt.Sprintf("C'est noté : je réponds désormais avec le modèle `%s`.", model)
+}
+
+func textModelUnknown(model string, models []string) string {
+	return fmt.Sprintf("Le modèle `%s` n'est pas disponible. ", format.EscapeMarkdown(model)) + textModels(models, "")
+}
+
+const textModelsUnavailable = "Je n'arrive pas à obtenir la liste des modèles pour le moment. Réessayez dans quelques minutes."

@@ -21,14 +21,16 @@ const EnvPrefix = "GUICHET"
 
 // Config is guichet's whole configuration.
 type Config struct {
-	Matrix      Matrix     `mapstructure:"matrix"`
-	SupportRoom string     `mapstructure:"support_room"`
-	Moderators  Moderators `mapstructure:"moderators"`
-	Access      Access     `mapstructure:"access"`
-	Albert      Albert     `mapstructure:"albert"`
-	Database    Database   `mapstructure:"database"`
-	Policy      Policy     `mapstructure:"policy"`
-	Log         Log        `mapstructure:"log"`
+	Matrix       Matrix       `mapstructure:"matrix"`
+	SupportRoom  string       `mapstructure:"support_room"`
+	Moderators   Moderators   `mapstructure:"moderators"`
+	Access       Access       `mapstructure:"access"`
+	Albert       Albert       `mapstructure:"albert"`
+	Conversation Conversation `mapstructure:"conversation"`
+	OpsRoom      string       `mapstructure:"ops_room"`
+	Database     Database     `mapstructure:"database"`
+	Policy       Policy       `mapstructure:"policy"`
+	Log          Log          `mapstructure:"log"`
 }
 
 // Matrix is the bot's account on its homeserver.
@@ -65,7 +67,19 @@ type Albert struct {
 	Model        string        `mapstructure:"model"`
 	SystemPrompt string        `mapstructure:"system_prompt"`
 	Timeout      time.Duration `mapstructure:"timeout"`
-	MaxTurns     int           `mapstructure:"max_turns"`
+	// Models lists the model ids agents may pick with !modele (albert.model
+	// is always allowed); only those Albert lists as text-generation show.
+	Models           []string      `mapstructure:"models"`
+	MaxContextTokens int           `mapstructure:"max_context_tokens"`
+	MaxInputChars    int           `mapstructure:"max_input_chars"`
+	EditInterval     time.Duration `mapstructure:"edit_interval"`
+	MaxRetries       int           `mapstructure:"max_retries"`
+}
+
+// Conversation sets how DM conversations are kept.
+type Conversation struct {
+	// IdleReset starts a new conversation after this much silence.
+	IdleReset time.Duration `mapstructure:"idle_reset"`
 }
 
 // Database is where guichet keeps its state, the Matrix state and the E2EE keys.
@@ -109,7 +123,13 @@ var defaults = map[string]any{
 	"albert.model":               "mistral-medium-2508",
 	"albert.system_prompt":       DefaultSystemPrompt,
 	"albert.timeout":             "120s",
-	"albert.max_turns":           20,
+	"albert.models":              []string{},
+	"albert.max_context_tokens":  6000,
+	"albert.max_input_chars":     8000,
+	"albert.edit_interval":       "1.5s",
+	"albert.max_retries":         2,
+	"conversation.idle_reset":    "30m",
+	"ops_room":                   "",
 	"database.uri":               "guichet.db",
 	"policy.url":                 "",
 	"policy.version":             "",
@@ -145,6 +165,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg.Moderators.Users = splitList(cfg.Moderators.Users)
 	cfg.Access.AutoApprove = splitList(cfg.Access.AutoApprove)
 	cfg.Access.Deny = splitList(cfg.Access.Deny)
+	cfg.Albert.Models = splitList(cfg.Albert.Models)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -255,8 +276,23 @@ func (c *Config) Validate() error {
 	if c.Albert.Timeout <= 0 {
 		bad("albert.timeout", "a positive duration such as 120s")
 	}
-	if c.Albert.MaxTurns < 1 {
-		bad("albert.max_turns", "at least 1")
+	if c.Albert.MaxContextTokens < 256 {
+		bad("albert.max_context_tokens", "at least 256 tokens of context")
+	}
+	if c.Albert.MaxInputChars < 1 {
+		bad("albert.max_input_chars", "a positive number of characters")
+	}
+	if c.Albert.EditInterval < 100*time.Millisecond {
+		bad("albert.edit_interval", "a duration of at least 100ms, e.g. 1.5s")
+	}
+	if c.Albert.MaxRetries < 0 || c.Albert.MaxRetries > 10 {
+		bad("albert.max_retries", "between 0 and 10")
+	}
+	if c.Conversation.IdleReset < time.Minute {
+		bad("conversation.idle_reset", "a duration of at least 1m, e.g. 30m")
+	}
+	if c.OpsRoom != "" && (c.OpsRoom[0] != '!' && c.OpsRoom[0] != '#' || !strings.Contains(c.OpsRoom, ":")) {
+		bad("ops_room", "empty, or a room id (!abc:server) or alias (#ops:server) for operator alerts")
 	}
 	if c.Database.URI == "" {
 		bad("database.uri", "a SQLite file path, e.g. guichet.db")

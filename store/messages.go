@@ -77,7 +77,8 @@ type Outgoing struct {
 	RoomID    id.RoomID // where to send; empty with DMUser
 	DMUser    id.UserID // send in the direct message with this user
 	ReplyTo   id.EventID
-	MsgType   string // m.notice or m.text
+	Replaces  id.EventID // set for an edit of an earlier message
+	MsgType   string     // m.notice or m.text
 	Markdown  string
 	Mentions  []id.UserID
 	CreatedAt time.Time
@@ -86,19 +87,23 @@ type Outgoing struct {
 
 // Enqueue queues msg; a message with the same key is queued only once.
 func (s *Store) Enqueue(ctx context.Context, msg Outgoing) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO outbox (key, room_id, dm_user, reply_to, msgtype, markdown, mentions, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING`,
-		msg.Key, msg.RoomID, msg.DMUser, msg.ReplyTo, msg.MsgType, msg.Markdown, joinIDs(msg.Mentions), ms(msg.CreatedAt))
+	_, err := s.db.Exec(ctx, `INSERT INTO outbox (key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key) DO NOTHING`,
+		msg.Key, msg.RoomID, msg.DMUser, msg.ReplyTo, msg.Replaces, msg.MsgType, msg.Markdown, joinIDs(msg.Mentions), ms(msg.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("failed to queue message %s: %w", msg.Key, err)
 	}
 	return nil
 }
 
+// MaxAttempts is how many times a message is tried before it is given up
+// (and left in the outbox for an operator to look at).
+const MaxAttempts = 20
+
 // Unsent lists queued messages not yet delivered, oldest first.
 func (s *Store) Unsent(ctx context.Context, limit int) ([]Outgoing, error) {
-	rows, err := s.db.Query(ctx, `SELECT key, room_id, dm_user, reply_to, msgtype, markdown, mentions, created_at, attempts
-		FROM outbox WHERE sent_at IS NULL ORDER BY created_at, key LIMIT $1`, limit)
+	rows, err := s.db.Query(ctx, `SELECT key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at, attempts
+		FROM outbox WHERE sent_at IS NULL AND attempts < $2 ORDER BY created_at, key LIMIT $1`, limit, MaxAttempts)
 	if err != nil {
 		return nil, err
 	}
@@ -106,12 +111,13 @@ func (s *Store) Unsent(ctx context.Context, limit int) ([]Outgoing, error) {
 	var out []Outgoing
 	for rows.Next() {
 		var m Outgoing
-		var room, dm, reply, mentions string
+		var room, dm, reply, replaces, mentions string
 		var created int64
-		if err := rows.Scan(&m.Key, &room, &dm, &reply, &m.MsgType, &m.Markdown, &mentions, &created, &m.Attempts); err != nil {
+		if err := rows.Scan(&m.Key, &room, &dm, &reply, &replaces, &m.MsgType, &m.Markdown, &mentions, &created, &m.Attempts); err != nil {
 			return nil, err
 		}
-		m.RoomID, m.DMUser, m.ReplyTo, m.Mentions, m.CreatedAt = id.RoomID(room), id.UserID(dm), id.EventID(reply), splitIDs(mentions), fromMS(created)
+		m.RoomID, m.DMUser, m.ReplyTo, m.Replaces = id.RoomID(room), id.UserID(dm), id.EventID(reply), id.EventID(replaces)
+		m.Mentions, m.CreatedAt = splitIDs(mentions), fromMS(created)
 		out = append(out, m)
 	}
 	return out, rows.Err()
@@ -178,11 +184,12 @@ func (s *Store) AddTurns(ctx context.Context, room id.RoomID, user id.UserID, tu
 	return nil
 }
 
-// RecentTurns returns at most limit latest turns in room, oldest first.
-func (s *Store) RecentTurns(ctx context.Context, room id.RoomID, limit int) ([]Turn, error) {
+// RecentTurns returns at most limit latest turns in room since a time,
+// oldest first.
+func (s *Store) RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]Turn, error) {
 	rows, err := s.db.Query(ctx, `SELECT role, content, event_id, at FROM
-		(SELECT id, role, content, event_id, at FROM conversation_turn WHERE room_id=$1 ORDER BY id DESC LIMIT $2)
-		ORDER BY id`, room, limit)
+		(SELECT id, role, content, event_id, at FROM conversation_turn WHERE room_id=$1 AND at >= $3 ORDER BY id DESC LIMIT $2)
+		ORDER BY id`, room, limit, ms(since))
 	if err != nil {
 		return nil, err
 	}
@@ -241,4 +248,118 @@ func (s *Store) CountQuestions(ctx context.Context, user id.UserID) (int, error)
 	var n int
 	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM conversation_turn WHERE user_id=$1 AND role='user'`, user).Scan(&n)
 	return n, err
+}
+
+// TurnByEvent returns the turn recorded for a message (question or answer).
+func (s *Store) TurnByEvent(ctx context.Context, evt id.EventID) (*Turn, error) {
+	var t Turn
+	var at int64
+	err := s.db.QueryRow(ctx, `SELECT role, content, at FROM conversation_turn WHERE event_id=$1`, evt).Scan(&t.Role, &t.Content, &at)
+	if isNoRows(err) {
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	t.EventID, t.At = evt, fromMS(at)
+	return &t, nil
+}
+
+// LastTurnAt returns when the last turn in room happened (zero if none).
+func (s *Store) LastTurnAt(ctx context.Context, room id.RoomID) (time.Time, error) {
+	var at sql.NullInt64
+	err := s.db.QueryRow(ctx, `SELECT MAX(at) FROM conversation_turn WHERE room_id=$1`, room).Scan(&at)
+	return nullMS(at), err
+}
+
+// ConversationStart returns when room's current conversation started.
+func (s *Store) ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error) {
+	var at int64
+	err := s.db.QueryRow(ctx, `SELECT started_at FROM conversation WHERE room_id=$1`, room).Scan(&at)
+	if isNoRows(err) {
+		return time.Time{}, nil
+	}
+	return fromMS(at), err
+}
+
+// StartConversation starts a new conversation in room: earlier turns are no
+// longer sent as context.
+func (s *Store) StartConversation(ctx context.Context, room id.RoomID, at time.Time) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO conversation (room_id, started_at) VALUES ($1, $2)
+		ON CONFLICT (room_id) DO UPDATE SET started_at=excluded.started_at`, room, ms(at))
+	return err
+}
+
+// Forget deletes user's stored conversations and usage detail.
+func (s *Store) Forget(ctx context.Context, user id.UserID) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.db.Exec(ctx, `DELETE FROM conversation_turn WHERE user_id=$1`, user); err != nil {
+			return err
+		}
+		// The counts stay (quotas rely on them); what was said goes.
+		if _, err := s.db.Exec(ctx, `UPDATE usage_ledger SET room_id='' WHERE user_id=$1`, user); err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE sender=$1 AND done_at IS NOT NULL`, user); err != nil {
+			return err
+		}
+		_, err := s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE sent_at IS NOT NULL
+			AND (dm_user=$1 OR room_id IN (SELECT room_id FROM dm_room WHERE user_id=$1))`, user)
+		return err
+	})
+}
+
+// ModelPref returns the model user chose ("" for the default).
+func (s *Store) ModelPref(ctx context.Context, user id.UserID) (string, error) {
+	var model string
+	err := s.db.QueryRow(ctx, `SELECT model FROM agent_pref WHERE user_id=$1`, user).Scan(&model)
+	if isNoRows(err) {
+		return "", nil
+	}
+	return model, err
+}
+
+// SetModelPref records user's model choice ("" for the default).
+func (s *Store) SetModelPref(ctx context.Context, user id.UserID, model string) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO agent_pref (user_id, model) VALUES ($1, $2)
+		ON CONFLICT (user_id) DO UPDATE SET model=excluded.model`, user, model)
+	return err
+}
+
+// Usage is one call to the assistant.
+type Usage struct {
+	UserID           id.UserID
+	RoomID           id.RoomID
+	Model            string
+	PromptTokens     int
+	CompletionTokens int
+	Estimated        bool
+	Latency          time.Duration
+	Outcome          string // "ok" or an error class
+	At               time.Time
+}
+
+// AddUsage appends a row to the usage ledger.
+func (s *Store) AddUsage(ctx context.Context, u Usage) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At))
+	if err != nil {
+		return fmt.Errorf("failed to record usage: %w", err)
+	}
+	return nil
+}
+
+// UsageTotals sums user's calls since a time.
+type UsageTotals struct {
+	Questions        int
+	PromptTokens     int
+	CompletionTokens int
+}
+
+// UsageSince sums user's successful calls since a time.
+func (s *Store) UsageSince(ctx context.Context, user id.UserID, since time.Time) (UsageTotals, error) {
+	var t UsageTotals
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+		FROM usage_ledger WHERE user_id=$1 AND at >= $2 AND outcome='ok'`, user, ms(since)).Scan(&t.Questions, &t.PromptTokens, &t.CompletionTokens)
+	return t, err
 }

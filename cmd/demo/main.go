@@ -141,7 +141,9 @@ var keyNames = map[string]string{
 	"UserID": "user_id", "AccessToken": "access_token", "DeviceID": "device_id", "PickleKey": "pickle_key",
 	"DeviceName": "device_name", "SupportRoom": "support_room", "MinPowerLevel": "min_power_level",
 	"AutoApprove": "auto_approve", "BaseURL": "base_url", "APIKey": "api_key", "SystemPrompt": "system_prompt",
-	"MaxTurns": "max_turns", "URI": "uri", "URL": "url",
+	"URI": "uri", "URL": "url", "MaxContextTokens": "max_context_tokens", "MaxInputChars": "max_input_chars",
+	"EditInterval": "edit_interval", "MaxRetries": "max_retries", "IdleReset": "idle_reset", "OpsRoom": "ops_room",
+	"MaxActiveUsers": "max_active_users", "ReminderAfter": "reminder_after",
 }
 
 func snake(k string) string {

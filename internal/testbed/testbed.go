@@ -165,11 +165,13 @@ func (tb *Testbed) Config(dbPath string) *config.Config {
 		Moderators:  config.Moderators{MinPowerLevel: 50},
 		Albert: config.Albert{
 			BaseURL: tb.Albert.URL, APIKey: "cle-de-test", Model: "mistral-medium-2508",
-			SystemPrompt: config.DefaultSystemPrompt, Timeout: time.Minute, MaxTurns: 20,
+			SystemPrompt: config.DefaultSystemPrompt, Timeout: time.Minute,
+			MaxContextTokens: 6000, MaxInputChars: 8000, EditInterval: 1500 * time.Millisecond, MaxRetries: 2,
 		},
-		Database: config.Database{URI: dbPath},
-		Policy:   config.Policy{URL: "https://albert.example.gouv.fr/politique-donnees", Version: "2026-11"},
-		Log:      config.Log{Level: "debug", Format: "json"},
+		Conversation: config.Conversation{IdleReset: 30 * time.Minute},
+		Database:     config.Database{URI: dbPath},
+		Policy:       config.Policy{URL: "https://albert.example.gouv.fr/politique-donnees", Version: "2026-11"},
+		Log:          config.Log{Level: "debug", Format: "json"},
 	}
 }
 

@@ -54,6 +54,7 @@ CREATE TABLE outbox (
     room_id     TEXT    NOT NULL DEFAULT '',
     dm_user     TEXT    NOT NULL DEFAULT '',
     reply_to    TEXT    NOT NULL DEFAULT '',
+    replaces    TEXT    NOT NULL DEFAULT '',
     msgtype     TEXT    NOT NULL,
     markdown    TEXT    NOT NULL,
     mentions    TEXT    NOT NULL DEFAULT '',
@@ -91,3 +92,31 @@ CREATE TABLE setting (
 CREATE INDEX outbox_event_idx ON outbox (event_id) WHERE event_id <> '';
 CREATE INDEX access_request_status_idx ON access_request (status, id);
 CREATE INDEX access_request_event_idx ON access_request (event_id) WHERE event_id <> '';
+
+-- Where each DM's current conversation starts (after !reset or a long silence).
+CREATE TABLE conversation (
+    room_id    TEXT   PRIMARY KEY,
+    started_at BIGINT NOT NULL
+);
+
+-- Per-agent choices, e.g. the model picked with !modele.
+CREATE TABLE agent_pref (
+    user_id TEXT PRIMARY KEY,
+    model   TEXT NOT NULL DEFAULT ''
+);
+
+-- One row per call to Albert: what it cost and how it went.
+CREATE TABLE usage_ledger (
+    id                INTEGER PRIMARY KEY,
+    user_id           TEXT    NOT NULL,
+    room_id           TEXT    NOT NULL,
+    model             TEXT    NOT NULL,
+    prompt_tokens     INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    estimated         BOOLEAN NOT NULL,
+    latency_ms        BIGINT  NOT NULL,
+    outcome           TEXT    NOT NULL,
+    at                BIGINT  NOT NULL
+);
+CREATE INDEX usage_ledger_user_idx ON usage_ledger (user_id, at);
+CREATE INDEX conversation_turn_event_idx ON conversation_turn (event_id) WHERE event_id <> '';

@@ -1,0 +1,309 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/albert"
+	"guichet/store"
+)
+
+// Delays of the streaming display. An answer faster than typingAfter is sent
+// as one message and costs one request; a slower one shows typing, then a
+// placeholder that grows by edits no more often than Config.EditInterval.
+const (
+	typingAfter      = 150 * time.Millisecond
+	placeholderAfter = 300 * time.Millisecond
+	typingTimeout    = 60 * time.Second
+)
+
+// answer is the outcome of one question.
+type answer struct {
+	text        string     // Markdown shown to the agent
+	placeholder id.EventID // the message the final text replaces, if any
+	model       string
+	ok          bool // false: the agent got an error sentence instead of an answer
+	notices     []string
+}
+
+// stream shows the answer while it is generated. Its methods are called from
+// the Albert stream and from its own goroutine.
+type stream struct {
+	b     *Bot
+	room  id.RoomID
+	reply id.EventID
+	key   string
+
+	mu          sync.Mutex
+	text        string
+	shown       string
+	placeholder id.EventID
+	typing      bool
+	lastSend    time.Time
+
+	wake chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+func (b *Bot) newStream(ctx context.Context, room id.RoomID, reply id.EventID, key string) *stream {
+	s := &stream{b: b, room: room, reply: reply, key: key,
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go s.run(ctx)
+	return s
+}
+
+// update records the text so far (called by the Albert client).
+func (s *stream) update(text string) {
+	s.mu.Lock()
+	s.text = text
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *stream) run(ctx context.Context) {
+	defer close(s.done)
+	start := time.Now()
+	typing := time.NewTimer(typingAfter)
+	defer typing.Stop()
+	var next <-chan time.Time // when the next display may happen
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-typing.C:
+			s.mu.Lock()
+			s.typing = true
+			s.mu.Unlock()
+			_, _ = s.b.client.UserTyping(ctx, s.room, true, typingTimeout)
+			next = time.After(time.Until(start.Add(placeholderAfter)))
+		case <-s.wake:
+			if next == nil && time.Since(start) >= placeholderAfter {
+				next = time.After(0)
+			}
+		case <-next:
+			next = nil
+			if s.show(ctx) {
+				next = time.After(s.b.cfg.EditInterval)
+			}
+		}
+	}
+}
+
+// show sends the placeholder or an edit with the text so far; it reports
+// whether something was sent (so that the next edit waits EditInterval).
+func (s *stream) show(ctx context.Context) bool {
+	s.mu.Lock()
+	text, shown, placeholder := s.text, s.shown, s.placeholder
+	s.mu.Unlock()
+	if placeholder != "" && text == shown {
+		return false
+	}
+	display := strings.TrimSpace(text)
+	if display == "" {
+		display = "…"
+	} else {
+		display += " …"
+	}
+	content := format.RenderMarkdown(display, true, false)
+	content.MsgType = event.MsgText
+	content.Mentions = &event.Mentions{}
+	txn := txnID(fmt.Sprintf("%s:%d", s.key, len(text)))
+	if placeholder == "" {
+		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: s.reply}}
+		txn = txnID(s.key + ":placeholder")
+	} else {
+		content.SetEdit(placeholder)
+	}
+	resp, err := s.b.client.SendMessageEvent(ctx, s.room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txn})
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to show partial answer")
+		return false
+	}
+	s.mu.Lock()
+	s.shown = text
+	if s.placeholder == "" {
+		s.placeholder = resp.EventID
+	}
+	s.lastSend = time.Now()
+	s.mu.Unlock()
+	return true
+}
+
+// finish stops the display and returns the placeholder to replace, if any.
+func (s *stream) finish(ctx context.Context) id.EventID {
+	close(s.stop)
+	<-s.done
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.typing {
+		_, _ = s.b.client.UserTyping(ctx, s.room, false, 0)
+	}
+	return s.placeholder
+}
+
+// ask sends the question with its context to the assistant, retrying what is
+// worth retrying before the first token, and returns what to show.
+func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, model string) (result answer) {
+	log := zerolog.Ctx(ctx)
+	disp := b.newStream(ctx, evt.RoomID, evt.ID, "reply:"+evt.ID.String())
+	result.model = model
+	defer func() { result.placeholder = disp.finish(context.WithoutCancel(ctx)) }()
+
+	for attempt := 0; ; attempt++ {
+		callCtx, cancel := context.WithTimeout(ctx, b.cfg.AlbertTimeout)
+		start := time.Now()
+		got, err := b.assistant.Stream(callCtx, model, msgs, disp.update)
+		cancel()
+		aerr := albert.Classify(err)
+		b.recordUsage(ctx, evt, model, got, time.Since(start), aerr)
+		if aerr == nil {
+			b.alerts.resolved(ctx)
+			text := strings.TrimSpace(got.Text)
+			if text == "" {
+				result.text = textEmptyAnswer
+				return result
+			}
+			result.text, result.ok = text, true
+			return result
+		}
+		if ctx.Err() != nil || aerr.Class == albert.ClassCanceled {
+			result.text = ""
+			return result
+		}
+		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
+		if aerr.Class == albert.ClassNotFound && model != b.cfg.Model {
+			// The agent's model disappeared: back to the default one.
+			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
+				log.Err(err).Msg("Failed to reset model choice")
+			}
+			result.notices = append(result.notices, textModelGone(model, b.cfg.Model))
+			model, result.model = b.cfg.Model, b.cfg.Model
+			continue
+		}
+		if aerr.Partial {
+			b.alerts.failed(ctx, aerr)
+			result.text = strings.TrimSpace(got.Text) + "\n\n" + textAnswerCut
+			return result
+		}
+		if aerr.Retryable() && attempt < b.cfg.MaxRetries && !(aerr.Class == albert.ClassTimeout && attempt >= 1) {
+			if err := sleep(ctx, backoff(attempt, aerr.RetryAfter)); err != nil {
+				return result
+			}
+			continue
+		}
+		b.alerts.failed(ctx, aerr)
+		result.text = textAlbertError(aerr.Class)
+		return result
+	}
+}
+
+// backoff waits longer after each failure, with jitter so that agents hit
+// by the same incident do not retry in step; Retry-After wins when given.
+func backoff(attempt int, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, 15*time.Second)
+	}
+	base := 400 * time.Millisecond << attempt
+	return base/2 + rand.N(base)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (b *Bot) recordUsage(ctx context.Context, evt *event.Event, model string, got albert.Answer, latency time.Duration, aerr *albert.Error) {
+	outcome := "ok"
+	if aerr != nil {
+		outcome = string(aerr.Class)
+		if aerr.Class == albert.ClassCanceled {
+			return
+		}
+	}
+	err := b.store.AddUsage(context.WithoutCancel(ctx), store.Usage{
+		UserID: evt.Sender, RoomID: evt.RoomID, Model: model,
+		PromptTokens: got.Usage.PromptTokens, CompletionTokens: got.Usage.CompletionTokens, Estimated: got.Usage.Estimated,
+		Latency: latency, Outcome: outcome, At: b.now(),
+	})
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to record usage")
+	}
+}
+
+// alerts tells operators about Albert incidents once, not once per message:
+// the first failure of a class opens an incident, a success closes them all.
+type alerts struct {
+	b    *Bot
+	mu   sync.Mutex
+	open map[albert.Class]time.Time
+}
+
+// agentErrors are failures about one request, not incidents.
+var agentErrors = map[albert.Class]bool{albert.ClassInvalid: true, albert.ClassNotFound: true}
+
+func (a *alerts) failed(ctx context.Context, err *albert.Error) {
+	if agentErrors[err.Class] {
+		zerolog.Ctx(ctx).Error().Err(err).Msg("Albert refused a request")
+		return
+	}
+	a.mu.Lock()
+	_, seen := a.open[err.Class]
+	if !seen {
+		a.open[err.Class] = a.b.now()
+	}
+	a.mu.Unlock()
+	if seen {
+		return
+	}
+	zerolog.Ctx(ctx).Error().Err(err).Str("incident", string(err.Class)).Msg("Albert incident started")
+	a.b.alertOps(ctx, fmt.Sprintf("alert:%s:%d", err.Class, a.b.now().UnixMilli()), textOpsIncident(err))
+}
+
+func (a *alerts) resolved(ctx context.Context) {
+	a.mu.Lock()
+	if len(a.open) == 0 {
+		a.mu.Unlock()
+		return
+	}
+	open := a.open
+	a.open = map[albert.Class]time.Time{}
+	a.mu.Unlock()
+	for class, since := range open {
+		zerolog.Ctx(ctx).Info().Str("incident", string(class)).Dur("duration", a.b.now().Sub(since)).Msg("Albert incident resolved")
+		a.b.alertOps(ctx, fmt.Sprintf("resolved:%s:%d", class, a.b.now().UnixMilli()), textOpsResolved(class, a.b.now().Sub(since)))
+	}
+}
+
+// alertOps queues a notice for operators in ops_room, if configured.
+func (b *Bot) alertOps(ctx context.Context, key, text string) {
+	if b.opsRoom == "" {
+		return
+	}
+	if err := b.store.Enqueue(context.WithoutCancel(ctx), outgoingNotice(key, b.opsRoom, "", text, b.now())); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to queue operator alert")
+		return
+	}
+	b.nudge()
+}
