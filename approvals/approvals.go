@@ -194,7 +194,10 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if latest != nil && latest.Status.Open() {
+		denied := matchAny(s.rules.Deny, user)
+		if latest != nil && (latest.Status.Open() || denied && latest.Reason == "access.deny") {
+			// Still waiting, or still not eligible: nothing new to record
+			// or to answer (a denied person could otherwise flood the room).
 			req = latest
 			result = Known
 			return s.store.TouchRequest(ctx, latest.ID, now)
@@ -207,7 +210,7 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 		action := ActionRequest
 		result = Created
 		switch {
-		case matchAny(s.rules.Deny, user):
+		case denied:
 			req.Status, req.Reason, action, result = StatusRejected, "access.deny", ActionDeny, Denied
 		case matchAny(s.rules.AutoApprove, user):
 			req.Status, req.Reason, action, result = StatusApproved, "access.auto_approve", ActionAutoApprove, AutoApproved

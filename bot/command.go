@@ -42,7 +42,7 @@ func parseCommand(text string) (command, bool) {
 		return command{}, false
 	}
 	name := fields[0]
-	raw := strings.TrimSpace(strings.TrimPrefix(text[1:], name))
+	raw := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(text[1:]), name))
 	return command{Name: strings.ToLower(name), Args: fields[1:], Raw: raw}, true
 }
 
@@ -73,7 +73,7 @@ func parseTarget(arg string) (target, error) {
 		return target{RequestID: n}, nil
 	}
 	user := id.UserID(arg)
-	if _, _, err := user.ParseAndValidateRelaxed(); err != nil || !strings.HasPrefix(arg, "@") {
+	if local, _, err := user.ParseAndValidateRelaxed(); err != nil || local == "" || !strings.HasPrefix(arg, "@") {
 		return target{}, errBadTarget
 	}
 	return target{User: user}, nil

@@ -110,11 +110,24 @@ func (b *Bot) handleDM(ctx context.Context, item store.InboxItem) {
 	if ctx.Err() != nil && r != nil && r.text == "" {
 		return
 	}
-	b.finish(ctx, item, r)
 	if r != nil && r.leave {
-		if _, err := b.client.LeaveRoom(ctx, item.RoomID); err != nil {
-			log.Err(err).Msg("Failed to leave group room")
-		}
+		b.leaveGroup(ctx, item, r.text)
+		return
+	}
+	b.finish(ctx, item, r)
+}
+
+// leaveGroup says why and leaves a room that is not a direct message. The
+// notice is sent before leaving (the outbox could not deliver it after).
+func (b *Bot) leaveGroup(ctx context.Context, item store.InboxItem, text string) {
+	log := zerolog.Ctx(ctx)
+	msg := outgoingNotice("reply:"+item.EventID.String(), item.RoomID, item.EventID, text, b.now())
+	if err := b.deliver(ctx, msg); err != nil {
+		log.Err(err).Msg("Failed to explain why guichet leaves")
+	}
+	b.finish(ctx, item, nil)
+	if _, err := b.client.LeaveRoom(ctx, item.RoomID); err != nil {
+		log.Err(err).Msg("Failed to leave group room")
 	}
 }
 

@@ -227,6 +227,12 @@ func TestAutomaticRules(t *testing.T) {
 	w.expect(dinum, "the welcome", from(bot), notInRoom(room), contains("!accepter"))
 	_, ack = announce(t, w, outsider, "Bonjour")
 	mustContain(t, ack, "réservé aux agents")
+	// Insisting opens nothing and is not answered again (no flooding).
+	w.send(outsider, room, "Vraiment ?")
+	mustContain(t, command(t, w, w.tb.Moderator, "!pending"), "Aucune demande")
+	if n := count(outsider, from(bot), mentions(outsider.UserID())); n != 1 {
+		t.Errorf("the outsider got %d answers, want 1", n)
+	}
 	for user, want := range map[id.UserID]string{dinum.UserID(): approvals.ActionAutoApprove, outsider.UserID(): approvals.ActionDeny} {
 		audit, err := w.app.Store.Audit(w.ctx(), user)
 		if err != nil || len(audit) != 1 || audit[0].Action != want {

@@ -262,3 +262,18 @@ func (p *Person) WaitMember(ctx context.Context, room id.RoomID, user id.UserID)
 		}
 	}
 }
+
+// WaitLeft waits until user has left room, as seen by p.
+func (p *Person) WaitLeft(ctx context.Context, room id.RoomID, user id.UserID) error {
+	for {
+		m, err := p.Client.StateStore.GetMember(ctx, room, user)
+		if err == nil && m != nil && m.Membership == event.MembershipLeave {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
