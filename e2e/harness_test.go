@@ -213,7 +213,7 @@ func count(p *mxclient.Person, conds ...cond) int {
 type cond func(mxclient.Message) bool
 
 func from(user id.UserID) cond { return func(m mxclient.Message) bool { return m.Sender == user } }
-func in(room id.RoomID) cond    { return func(m mxclient.Message) bool { return m.RoomID == room } }
+func in(room id.RoomID) cond   { return func(m mxclient.Message) bool { return m.RoomID == room } }
 func contains(parts ...string) cond {
 	return func(m mxclient.Message) bool {
 		for _, p := range parts {
@@ -228,8 +228,10 @@ func replyTo(evt id.EventID) cond { return func(m mxclient.Message) bool { retur
 func notInRoom(room id.RoomID) cond {
 	return func(m mxclient.Message) bool { return m.RoomID != room }
 }
-func msgType(t event.MessageType) cond { return func(m mxclient.Message) bool { return m.MsgType == t } }
-func encrypted() cond                  { return func(m mxclient.Message) bool { return m.Encrypted } }
+func msgType(t event.MessageType) cond {
+	return func(m mxclient.Message) bool { return m.MsgType == t }
+}
+func encrypted() cond { return func(m mxclient.Message) bool { return m.Encrypted } }
 func mentions(user id.UserID) cond {
 	return func(m mxclient.Message) bool { return slices.Contains(m.Mentions, user) }
 }
