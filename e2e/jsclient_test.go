@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"guichet/internal/jsagent"
+	"guichet/internal/mxclient"
+	"guichet/internal/testbed"
+)
+
+// The whole path with alice on matrix-js-sdk and its Rust crypto, the stack
+// of Tchap's web client: she asks, is approved, receives the encrypted
+// welcome, accepts and gets an answer she can decrypt.
+func TestTchapWebClientFullFlow(t *testing.T) {
+	w := newWorld(t)
+	dir, err := jsagent.Dir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := jsagent.Available(dir); err != nil {
+		if os.Getenv("GUICHET_E2E") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	w.startGuichet()
+	ctx := w.ctx()
+	bot, room := w.tb.Bot.UserID, w.tb.SupportRoom
+
+	const localpart = "alice.martin-interieur.gouv.fr"
+	if _, err := w.tb.HS.Register(ctx, localpart, testbed.Password, false); err != nil {
+		t.Fatal(err)
+	}
+	acct, err := w.tb.HS.Login(ctx, localpart, testbed.Password, "ALICEWEB")
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := jsagent.Start(ctx, jsagent.Options{Dir: dir, BaseURL: w.tb.HS.URL, UserID: acct.UserID,
+		AccessToken: acct.AccessToken, DeviceID: acct.DeviceID, Log: testLogWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(alice.Close)
+
+	expect := func(what string, conds ...cond) mxclient.Message {
+		t.Helper()
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		defer cancel()
+		m, err := alice.WaitMessage(wctx, func(m mxclient.Message) bool {
+			for _, c := range conds {
+				if !c(m) {
+					return false
+				}
+			}
+			return true
+		})
+		if err != nil {
+			var seen []string
+			for _, m := range alice.Messages() {
+				seen = append(seen, string(m.Sender)+": "+m.Body)
+			}
+			t.Fatalf("alice (matrix-js-sdk) never saw %s: %v; saw:\n%s", what, err, strings.Join(seen, "\n"))
+		}
+		return m
+	}
+
+	if err := alice.Join(ctx, room.String()); err != nil {
+		t.Fatal(err)
+	}
+	ask, err := alice.SendText(ctx, room, "Bonjour, je souhaite accéder à l'Assistant IA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("the acknowledgement", from(bot), in(room), replyTo(ask), contains("n° 1"))
+
+	w.send(w.tb.Moderator, room, "!approve "+acct.UserID.String())
+	welcome := expect("the encrypted welcome", from(bot), notInRoom(room), contains("!accepter"))
+	if !welcome.Encrypted {
+		t.Error("the welcome was not encrypted")
+	}
+	dm := welcome.RoomID
+	acc, err := alice.SendText(ctx, dm, "!accepter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("the consent confirmation", from(bot), in(dm), replyTo(acc), contains("Merci"))
+	q, err := alice.SendText(ctx, dm, "Comment rédiger une note de synthèse ?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := expect("the answer", from(bot), in(dm), replyTo(q), encrypted())
+	if !strings.Contains(answer.Body, "Comment rédiger une note de synthèse ?") || !strings.Contains(answer.FormattedBody, "<strong>") {
+		t.Errorf("answer = %q / %q", answer.Body, answer.FormattedBody)
+	}
+	if reqs := w.tb.Albert.Requests(); len(reqs) != 1 || reqs[0].LastUserMessage() != "Comment rédiger une note de synthèse ?" {
+		t.Errorf("guichet did not decrypt alice's question: %+v", reqs)
+	}
+}
