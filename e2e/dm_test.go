@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
@@ -323,5 +324,42 @@ func TestDMCommandsAndBadInput(t *testing.T) {
 	w.expect(alice, "the group refusal", from(bot), replyTo(hello), contains("qu'en message privé"))
 	if err := alice.WaitLeft(w.ctx(), group.RoomID, bot); err != nil {
 		t.Errorf("guichet did not leave the group room: %v", err)
+	}
+}
+
+// A message guichet cannot decrypt (its keys never arrive) gets one notice
+// asking to send it again, after guichet asked the sender's devices for them.
+func TestUndecryptableMessageGetsOneNotice(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	alice, dm := activeAgent(t, w)
+	content := &event.EncryptedEventContent{
+		Algorithm: id.AlgorithmMegolmV1,
+		SenderKey: "c2VuZGVyIGtleSB0aGF0IGd1aWNoZXQgbmV2ZXIgc2F3",
+		DeviceID:  alice.Client.DeviceID,
+		SessionID: "c2Vzc2lvbiB0aGF0IG5ldmVyIGV4aXN0ZWQ",
+	}
+	content.Ciphertext = []byte(`"AwgAEnACgAkLmt6qF84IK++J7UDH2Za1YVchHyprqTqsg"`)
+	resp, err := alice.Client.SendMessageEvent(w.ctx(), dm, event.EventEncrypted, content, mautrix.ReqSendEvent{DontEncrypt: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// cryptohelper waits 3 s, requests the keys, then waits 22 s more.
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	m, err := alice.WaitMessage(ctx, func(m mxclient.Message) bool {
+		return m.Sender == w.tb.Bot.UserID && m.InReplyTo == resp.EventID
+	})
+	if err != nil {
+		t.Fatalf("no notice about the undecryptable message: %v", err)
+	}
+	mustContain(t, m, "pas pu déchiffrer", "à nouveau")
+	// Barrier: a normal exchange afterwards, then exactly one notice.
+	ask(t, w, alice, dm, "Et celle-ci ?")
+	if n := count(alice, from(w.tb.Bot.UserID), replyTo(resp.EventID)); n != 1 {
+		t.Errorf("%d notices for one undecryptable message", n)
+	}
+	if w.tb.Albert.Calls() != 1 {
+		t.Errorf("Albert called %d times, want 1 (only the readable question)", w.tb.Albert.Calls())
 	}
 }
