@@ -212,8 +212,10 @@ const textAgentHelp = "Je suis l'**Assistant IA** des agents publics : posez vot
 	"- `!aide` : cette aide\n\n" +
 	"Pour le reste, écrivez simplement votre question (texte uniquement)."
 
-func since(t, now time.Time) string {
-	d := now.Sub(t)
+func since(t, now time.Time) string { return duration(now.Sub(t)) }
+
+// duration says how long, in French, rounded for people.
+func duration(d time.Duration) string {
 	switch {
 	case d < time.Minute:
 		return "moins d'une minute"
@@ -239,8 +241,8 @@ func ago(t, now time.Time) string {
 func quoteList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {
-		if len(s) > 80 {
-			s = s[:80] + "…"
+		if r := []rune(s); len(r) > 80 {
+			s = string(r[:80]) + "…"
 		}
 		q[i] = "`" + strings.ReplaceAll(s, "`", "'") + "`"
 	}
@@ -368,7 +370,7 @@ func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntr
 }
 
 func textReminder(stale []*approvals.Request, after time.Duration, now time.Time) string {
-	return fmt.Sprintf("⏰ Rappel : %d demande(s) attendent depuis plus de %s.\n\n", len(stale), since(now.Add(-after), now)) +
+	return fmt.Sprintf("⏰ Rappel : %d demande(s) attendent depuis plus de %s.\n\n", len(stale), duration(after)) +
 		pendingLines(stale, now) +
 		"\n\nPour décider : `!approve #numéro` ou `!reject #numéro motif`."
 }
@@ -386,7 +388,7 @@ func textTooLong(n, max int) string {
 }
 
 func textNewConversation(idle time.Duration) string {
-	return fmt.Sprintf("🆕 Nouvelle conversation (plus de %s sans échange) : je ne tiens plus compte des messages précédents.", since(time.Time{}, time.Time{}.Add(idle)))
+	return fmt.Sprintf("🆕 Nouvelle conversation (plus de %s sans échange) : je ne tiens plus compte des messages précédents.", duration(idle))
 }
 
 func textModelGone(model, fallback string) string {
@@ -423,7 +425,7 @@ func statusSuffix(err *albert.Error) string {
 }
 
 func textOpsResolved(class albert.Class, d time.Duration) string {
-	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", class, since(time.Time{}, time.Time{}.Add(d)))
+	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", class, duration(d))
 }
 
 const textConversationReset = "C'est noté : nous commençons une nouvelle conversation."
