@@ -308,9 +308,9 @@ func textCapacity(limit, used, waitlisted int, overload bool) string {
 
 func textCapacitySet(limit, used int) string {
 	if limit == 0 {
-		return fmt.Sprintf("Capacité : sans limite (%d agents avec accès).", used)
+		return fmt.Sprintf("Capacité : sans limite (%s avec accès).", plural(used, "agent", "agents"))
 	}
-	return fmt.Sprintf("Capacité fixée à %d agents (%d avec accès).", limit, used)
+	return fmt.Sprintf("Capacité fixée à %s (%d avec accès).", plural(limit, "agent", "agents"), used)
 }
 
 func statusLabel(s approvals.Status) string {
@@ -472,3 +472,11 @@ func textModelUnknown(model string, models []string) string {
 }
 
 const textModelsUnavailable = "Je n'arrive pas à obtenir la liste des modèles pour le moment. Réessayez dans quelques minutes."
+
+// plural writes a count with the French singular (0 and 1) or plural.
+func plural(n int, one, many string) string {
+	if n <= 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

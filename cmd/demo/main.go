@@ -80,6 +80,7 @@ func run(binary string, keep bool) error {
 	env = append(env, "GUICHET_MATRIX_PASSWORD="+cfg.Matrix.Password, "GUICHET_MATRIX_PICKLE_KEY="+cfg.Matrix.PickleKey)
 	cfg.Matrix.Password, cfg.Matrix.PickleKey = "", ""
 	cfg.Log.Level = "info"
+	cfg.Albert.EditInterval = 400 * time.Millisecond
 	configPath := filepath.Join(dir, "config.yaml")
 	if err := writeConfig(configPath, cfg); err != nil {
 		return err
@@ -283,40 +284,84 @@ func (s *script) play() error {
 	}
 	mod := &actor{name: "Modérateur", person: s.tb.Moderator}
 	s.people = append(s.people, mod)
-	carol, err := s.newActor("Carole (non validée)", "carole.petit-education.gouv.fr")
-	if err != nil {
-		return err
-	}
 	room := s.tb.SupportRoom
+	for _, step := range []struct {
+		title string
+		run   func() error
+	}{
+		{"1. Alice demande l'accès dans le salon de support", func() error { return s.announce(alice) }},
+		{"2. Le modérateur valide Alice ; elle reçoit un message privé chiffré", func() error { return s.approve(mod, alice) }},
+		{"3. Alice accepte les conditions et pose une question (réponse en flux, par modifications)", func() error { return s.firstQuestion(alice) }},
+		{"4. Albert répond une fois 503 : guichet réessaie, Alice ne voit que la réponse", func() error { return s.recoveredError(alice) }},
+		{"5. Carole, non validée, écrit à guichet, puis tente !approve", func() error { return s.stranger(mod) }},
+		{"6. Capacité à 1 : Bruno, validé d'une réaction ✅, passe en liste d'attente", func() error { return s.waitlist(mod) }},
+		{"7. David est refusé avec un motif", func() error { return s.reject(mod) }},
+		{"8. La capacité passe à 2 : Bruno sort de la liste d'attente", func() error { return s.raiseCapacity(mod) }},
+	} {
+		fmt.Printf("\n▶ %s\n", step.title)
+		if err := step.run(); err != nil {
+			return fmt.Errorf("%s: %w", step.title, err)
+		}
+	}
+	_ = room
+	return nil
+}
 
-	fmt.Println("\n▶ 1. Alice demande l'accès dans le salon de support")
-	if err := s.tb.JoinSupport(s.ctx, alice.person); err != nil {
+func (s *script) announce(a *actor) error {
+	if err := s.tb.JoinSupport(s.ctx, a.person); err != nil {
 		return err
 	}
-	ask, err := s.say(alice, room, "Bonjour, je souhaite accéder à l'Assistant IA")
+	ask, err := s.say(a, s.tb.SupportRoom, "Bonjour, je souhaite accéder à l'Assistant IA")
 	if err != nil {
 		return err
 	}
-	if _, err := s.expect(alice, "her acknowledgement", replyTo(ask)); err != nil {
+	_, err = s.expect(a, "the acknowledgement", replyTo(ask))
+	return err
+}
+
+func (s *script) command(mod *actor, text string) (mxclient.Message, error) {
+	cmd, err := s.say(mod, s.tb.SupportRoom, text)
+	if err != nil {
+		return mxclient.Message{}, err
+	}
+	return s.expect(mod, "the answer to "+text, replyTo(cmd))
+}
+
+func (s *script) approve(mod, a *actor) error {
+	if _, err := s.command(mod, "!approve "+a.person.UserID().String()); err != nil {
 		return err
 	}
-
-	fmt.Println("\n▶ 2. Le modérateur valide Alice")
-	cmd, err := s.say(mod, room, "!approve "+alice.person.UserID().String())
+	welcome, err := s.expect(a, "the welcome", func(m mxclient.Message) bool { return m.RoomID != s.tb.SupportRoom })
 	if err != nil {
 		return err
 	}
-	if _, err := s.expect(mod, "the confirmation", replyTo(cmd)); err != nil {
-		return err
-	}
-	welcome, err := s.expect(alice, "the welcome", func(m mxclient.Message) bool { return m.RoomID != room })
-	if err != nil {
-		return err
-	}
-	dm := welcome.RoomID
-	s.rooms[dm] = "son message privé avec guichet"
+	s.rooms[welcome.RoomID] = "son message privé avec guichet"
+	return nil
+}
 
-	fmt.Println("\n▶ 3. Alice accepte les conditions et pose une question")
+func (s *script) dmOf(a *actor) id.RoomID {
+	for _, m := range a.person.Messages() {
+		if m.Sender == s.bot && m.RoomID != s.tb.SupportRoom {
+			return m.RoomID
+		}
+	}
+	return ""
+}
+
+// answer waits for the final reply to question: a message, or the last edit
+// of the placeholder that replied to it.
+func (s *script) answer(a *actor, question id.EventID) (mxclient.Message, error) {
+	first, err := s.expect(a, "a reply", replyTo(question))
+	if err != nil || !strings.HasSuffix(first.Body, "…") {
+		return first, err
+	}
+	return s.expect(a, "the final edit", func(m mxclient.Message) bool {
+		return m.ReplaceOf == first.EventID && !strings.HasSuffix(m.Body, "…")
+	})
+}
+
+func (s *script) firstQuestion(alice *actor) error {
+	dm := s.dmOf(alice)
 	acc, err := s.say(alice, dm, "!accepter")
 	if err != nil {
 		return err
@@ -324,15 +369,44 @@ func (s *script) play() error {
 	if _, err := s.expect(alice, "the consent confirmation", replyTo(acc)); err != nil {
 		return err
 	}
+	if s.tb.Albert != nil {
+		s.tb.Albert.SetTokenDelay(50 * time.Millisecond)
+		defer s.tb.Albert.SetTokenDelay(0)
+	}
 	q, err := s.say(alice, dm, "Comment rédiger une note de synthèse ?")
 	if err != nil {
 		return err
 	}
-	if _, err := s.expect(alice, "the answer", replyTo(q)); err != nil {
+	_, err = s.answer(alice, q)
+	return err
+}
+
+func (s *script) recoveredError(alice *actor) error {
+	if s.tb.Albert == nil {
+		fmt.Println("  (sauté : avec le vrai Albert, on ne provoque pas d'erreur)")
+		return nil
+	}
+	s.tb.Albert.FailNext(1, 503, "Model is busy, retry later.")
+	q, err := s.say(alice, s.dmOf(alice), "Et pour une note de service ?")
+	if err != nil {
 		return err
 	}
+	m, err := s.answer(alice, q)
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(m.Body, "Voici ma réponse") {
+		return fmt.Errorf("the 503 was not recovered: %q", m.Body)
+	}
+	fmt.Printf("  (Albert a reçu %d appels : le premier a échoué, le second a répondu)\n", s.tb.Albert.Calls()-1)
+	return nil
+}
 
-	fmt.Println("\n▶ 4. Carole, non validée, écrit à guichet, puis tente !approve")
+func (s *script) stranger(mod *actor) error {
+	carol, err := s.newActor("Carole (non validée)", "carole.petit-education.gouv.fr")
+	if err != nil {
+		return err
+	}
 	carolDM, err := carol.person.CreateDM(s.ctx, s.bot)
 	if err != nil {
 		return err
@@ -351,19 +425,14 @@ func (s *script) play() error {
 	if err := s.tb.JoinSupport(s.ctx, carol.person); err != nil {
 		return err
 	}
-	spoof, err := s.say(carol, room, "!approve "+carol.person.UserID().String())
+	spoof, err := s.say(carol, s.tb.SupportRoom, "!approve "+carol.person.UserID().String())
 	if err != nil {
 		return err
 	}
 	if _, err := s.expect(carol, "the refusal", replyTo(spoof)); err != nil {
 		return err
 	}
-	// The refusal changed nothing: the moderator's list stays empty.
-	pending, err := s.say(mod, room, "!pending")
-	if err != nil {
-		return err
-	}
-	list, err := s.expect(mod, "the pending list", replyTo(pending))
+	list, err := s.command(mod, "!pending")
 	if err != nil {
 		return err
 	}
@@ -371,6 +440,69 @@ func (s *script) play() error {
 		return fmt.Errorf("a non-moderator's !approve changed something: %q", list.Body)
 	}
 	return nil
+}
+
+func (s *script) waitlist(mod *actor) error {
+	if _, err := s.command(mod, "!capacity 1"); err != nil {
+		return err
+	}
+	bruno, err := s.newActor("Bruno (agent)", "bruno.moreau-justice.gouv.fr")
+	if err != nil {
+		return err
+	}
+	if err := s.tb.JoinSupport(s.ctx, bruno.person); err != nil {
+		return err
+	}
+	ask, err := s.say(bruno, s.tb.SupportRoom, "Bonjour, je travaille au greffe et voudrais l'Assistant IA")
+	if err != nil {
+		return err
+	}
+	ack, err := s.expect(mod, "Bruno's acknowledgement", replyTo(ask))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  Modérateur réagit ✅ à l'accusé de réception de Bruno\n")
+	if _, err := mod.person.Client.SendReaction(s.ctx, s.tb.SupportRoom, ack.EventID, "✅"); err != nil {
+		return err
+	}
+	if _, err := s.expect(mod, "the waitlist notice", func(m mxclient.Message) bool {
+		return m.InReplyTo == ack.EventID && strings.Contains(m.Body, "liste d'attente")
+	}); err != nil {
+		return err
+	}
+	_, err = s.expect(bruno, "being told he waits", func(m mxclient.Message) bool { return strings.Contains(m.Body, "liste d'attente") })
+	return err
+}
+
+func (s *script) reject(mod *actor) error {
+	david, err := s.newActor("David (non éligible)", "david.simon-gmail.com")
+	if err != nil {
+		return err
+	}
+	if err := s.announce(david); err != nil {
+		return err
+	}
+	if _, err := s.command(mod, "!reject "+david.person.UserID().String()+" adresse personnelle, merci d'utiliser votre compte professionnel"); err != nil {
+		return err
+	}
+	_, err = s.expect(david, "the rejection", func(m mxclient.Message) bool { return strings.Contains(m.Body, "n'a pas été acceptée") })
+	return err
+}
+
+func (s *script) raiseCapacity(mod *actor) error {
+	if _, err := s.command(mod, "!capacite 2"); err != nil {
+		return err
+	}
+	for _, a := range s.people {
+		if strings.HasPrefix(a.name, "Bruno") {
+			welcome, err := s.expect(a, "the welcome", func(m mxclient.Message) bool { return strings.Contains(m.Body, "!accepter") })
+			if err == nil {
+				s.rooms[welcome.RoomID] = "son message privé avec guichet"
+			}
+			return err
+		}
+	}
+	return errors.New("no Bruno")
 }
 
 func (s *script) printTranscripts() {
@@ -391,6 +523,15 @@ func (s *script) printTranscripts() {
 			kind := ""
 			if m.MsgType == event.MsgNotice {
 				kind = " (notice)"
+			}
+			if m.ReplaceOf != "" && strings.HasSuffix(m.Body, "…") {
+				fmt.Printf("[%s]%s %s modifie sa réponse en cours (%d caractères affichés)\n", s.roomName(m.RoomID), lock, who, len([]rune(m.Body)))
+				continue
+			}
+			if m.ReplaceOf != "" {
+				kind += " (réponse complète, modification finale)"
+			} else if strings.HasSuffix(m.Body, "…") {
+				kind += " (début de réponse)"
 			}
 			fmt.Printf("[%s]%s %s%s :\n", s.roomName(m.RoomID), lock, who, kind)
 			for _, line := range strings.Split(strings.TrimSpace(m.Body), "\n") {
