@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
@@ -136,6 +138,11 @@ func (b *Bot) ensureDM(ctx context.Context, user id.UserID) (id.RoomID, error) {
 	if err != nil || room != "" {
 		return room, err
 	}
+	// A DM created just before a crash, or opened by the agent without
+	// is_direct: reuse an encrypted room where only the two of us are.
+	if existing := b.findDM(ctx, user); existing != "" {
+		return existing, b.store.SetDMRoom(ctx, user, existing, b.now())
+	}
 	resp, err := b.client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset:   "trusted_private_chat",
 		IsDirect: true,
@@ -150,4 +157,25 @@ func (b *Bot) ensureDM(ctx context.Context, user id.UserID) (id.RoomID, error) {
 	}
 	zerolog.Ctx(ctx).Info().Stringer("room_id", resp.RoomID).Stringer("user_id", user).Msg("Opened direct message")
 	return resp.RoomID, b.store.SetDMRoom(ctx, user, resp.RoomID, b.now())
+}
+
+func (b *Bot) findDM(ctx context.Context, user id.UserID) id.RoomID {
+	states, ok := b.client.StateStore.(crypto.StateStore)
+	if !ok {
+		return ""
+	}
+	rooms, err := states.FindSharedRooms(ctx, user)
+	if err != nil {
+		return ""
+	}
+	for _, room := range rooms {
+		if room == b.supportRoom || room == b.opsRoom {
+			continue
+		}
+		members, err := b.client.StateStore.GetRoomJoinedOrInvitedMembers(ctx, room)
+		if err == nil && len(members) == 2 && slices.Contains(members, user) && slices.Contains(members, b.client.UserID) {
+			return room
+		}
+	}
+	return ""
 }

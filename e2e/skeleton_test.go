@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -133,6 +134,28 @@ func TestStrangersAndSpoofedModerators(t *testing.T) {
 	audit, err := w.app.Store.Audit(w.ctx(), carol.UserID())
 	if err != nil || len(audit) != 1 || audit[0].Action != approvals.ActionRefused {
 		t.Errorf("refusal not audited: %+v (err=%v)", audit, err)
+	}
+
+	// Approved later, carol gets the welcome in the DM she opened.
+	w.send(w.tb.Moderator, room, "!approve "+carol.UserID().String())
+	welcome := w.expect(carol, "the welcome", from(bot), contains("!accepter"))
+	if welcome.RoomID != dm {
+		t.Errorf("welcome sent in %s, not in carol's DM %s", welcome.RoomID, dm)
+	}
+
+	// The same for someone whose client opened the DM without is_direct.
+	dave := w.person("dave.leroy-culture.gouv.fr")
+	resp, err := dave.Client.CreateRoom(w.ctx(), &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot},
+		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dave.WaitMember(w.ctx(), resp.RoomID, bot); err != nil {
+		t.Fatal(err)
+	}
+	w.send(w.tb.Moderator, room, "!approve "+dave.UserID().String())
+	if m := w.expect(dave, "the welcome", from(bot), contains("!accepter")); m.RoomID != resp.RoomID {
+		t.Errorf("welcome sent in %s, not in the room dave opened %s", m.RoomID, resp.RoomID)
 	}
 }
 
