@@ -1,15 +1,48 @@
 // A Tchap-like person for guichet's end-to-end tests: matrix-js-sdk with its
 // Rust crypto (the stack of Tchap's web client), driven by JSON lines on
 // stdin and reporting what it sees as JSON lines on stdout. Logs go to stderr.
+//
+// Commands (each may carry an "id", echoed in its reply {"ok":true|false,...}):
+//   {"cmd":"start","baseUrl","userId","accessToken","deviceId"}
+//   {"cmd":"join","roomId"}                       (a room id or alias)
+//   {"cmd":"send","roomId","body"} or {"cmd":"send","roomId","content":{...}}
+//                                                 -> {"ok":true,"eventId"}
+//   {"cmd":"stop"}                                -> exits 0
+// Events:
+//   {"event":"invite","roomId","inviter","isDirect"}   (the room is then joined)
+//   {"event":"joined","roomId","viaInvite"}
+//   {"event":"message","roomId","eventId","sender","msgtype","body","format",
+//    "formattedBody","encrypted","replaceOf","inReplyTo","ts"}
+//   {"event":"decrypt_error","roomId","eventId","sender","error"}
+//
+// "message" covers m.room.message events from other users, once decrypted,
+// except those of the first sync (what was there before the start). Rooms
+// joined later are reported in full, as a person opening them would see them.
 import * as readline from "node:readline";
-import * as sdk from "matrix-js-sdk";
-import { logger } from "matrix-js-sdk/lib/logger.js";
+import { webcrypto } from "node:crypto";
 
-logger.setLevel(process.env.JSAGENT_DEBUG ? "debug" : "error");
+// stdout is the protocol: keep every console output (the SDK's and the Rust
+// crypto's tracing, which bypass the SDK's log level) on stderr, and only
+// warnings and errors unless JSAGENT_DEBUG is set.
+const debug = !!process.env.JSAGENT_DEBUG;
+for (const level of ["log", "info", "debug", "trace", "warn"]) {
+  console[level] = debug || level === "warn" ? (...args) => console.error(...args) : () => {};
+}
+// Node 20 has a global Web Crypto; keep older set-ups working.
+if (!globalThis.crypto) globalThis.crypto = webcrypto;
+process.on("unhandledRejection", (err) => console.error("unhandled rejection:", err));
+
+const sdk = await import("matrix-js-sdk");
+const { logger } = await import("matrix-js-sdk/lib/logger.js");
+const { AllDevicesIsolationMode } = await import("matrix-js-sdk/lib/crypto-api/index.js");
+logger.setLevel(debug ? "debug" : "warn");
 
 let client = null;
-let startedAt = 0;
-const seen = new Set();
+let prepared = false;
+const initial = new Set(); // event ids of the first sync: not reported
+const reported = new Set(); // event ids reported as message
+const invited = new Set();
+const joined = new Set();
 
 function emit(obj) {
   process.stdout.write(JSON.stringify(obj) + "\n");
@@ -17,18 +50,22 @@ function emit(obj) {
 
 function report(event) {
   if (!client || event.getSender() === client.getUserId()) return;
-  if (event.getType() !== "m.room.message") return;
+  if (initial.has(event.getId()) || reported.has(event.getId())) return;
   if (event.isDecryptionFailure()) {
-    emit({ event: "decrypt_error", roomId: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
-      error: String(event.decryptionFailureReason ?? "decryption failed") });
-    return;
+    emit({
+      event: "decrypt_error", roomId: event.getRoomId(), eventId: event.getId(), sender: event.getSender(),
+      error: String(event.decryptionFailureReason ?? "decryption failed"),
+    });
+    return; // js-sdk decrypts again when the key arrives and emits Decrypted
   }
-  const key = event.getId() + (event.isEncrypted() ? ":clear" : "");
-  if (seen.has(key)) return;
-  seen.add(key);
-  const content = event.getContent();
-  const rel = content["m.relates_to"] ?? {};
-  const replaceOf = rel.rel_type === "m.replace" ? rel.event_id : null;
+  if (event.isBeingDecrypted() || (event.isEncrypted() && !event.getClearContent())) return; // wait for Decrypted
+  if (event.getType() !== "m.room.message") return;
+  reported.add(event.getId());
+  // The event's own content (getContent would give the latest edit instead);
+  // m.relates_to travels in clear beside the ciphertext in encrypted rooms.
+  const content = event.getOriginalContent();
+  const rel = { ...(content["m.relates_to"] ?? {}), ...(event.getWireContent()["m.relates_to"] ?? {}) };
+  const replaceOf = rel.rel_type === "m.replace" ? rel.event_id ?? null : null;
   const shown = replaceOf && content["m.new_content"] ? content["m.new_content"] : content;
   emit({
     event: "message",
@@ -46,52 +83,87 @@ function report(event) {
   });
 }
 
+function onMembership(_event, member) {
+  if (member.userId !== client.getUserId()) return;
+  const roomId = member.roomId;
+  if (member.membership === "invite" && !invited.has(roomId) && !joined.has(roomId)) {
+    invited.add(roomId);
+    const ev = member.events.member;
+    emit({ event: "invite", roomId, inviter: ev?.getSender() ?? null, isDirect: !!ev?.getContent()?.is_direct });
+    joinWithRetry(roomId);
+  } else if (member.membership === "join" && !joined.has(roomId)) {
+    joined.add(roomId);
+    emit({ event: "joined", roomId, viaInvite: invited.has(roomId) });
+  }
+}
+
+async function joinWithRetry(roomId) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await client.joinRoom(roomId);
+      return;
+    } catch (err) {
+      console.error(`join ${roomId} failed (attempt ${attempt}): ${err}`);
+      if (attempt >= 5 || !client.clientRunning) return;
+      await new Promise((r) => setTimeout(r, 200 * attempt));
+    }
+  }
+}
+
 async function start(cmd) {
+  if (client) throw new Error("already started");
+  for (const key of ["baseUrl", "userId", "accessToken", "deviceId"]) {
+    if (!cmd[key]) throw new Error(`start needs ${key}`);
+  }
   client = sdk.createClient({
     baseUrl: cmd.baseUrl,
     userId: cmd.userId,
     deviceId: cmd.deviceId,
     accessToken: cmd.accessToken,
   });
+  // In memory: no IndexedDB in Node. Loads the WASM module.
   await client.initRustCrypto({ useIndexedDB: false });
-  startedAt = Date.now();
+  const crypto = client.getCrypto();
+  // Those are the defaults; said here because tests rely on them: keys are
+  // shared with every device, verified or not, and unverified senders are
+  // decrypted.
+  crypto.globalBlacklistUnverifiedDevices = false;
+  crypto.setDeviceIsolationMode(new AllDevicesIsolationMode(false));
 
-  client.on(sdk.RoomMemberEvent.Membership, (_event, member) => {
-    if (member.userId !== client.getUserId()) return;
-    if (member.membership === "invite") {
-      const isDirect = !!member.events.member?.getContent()?.is_direct;
-      emit({ event: "invite", roomId: member.roomId, inviter: member.events.member?.getSender(), isDirect });
-      client.joinRoom(member.roomId).catch((err) => process.stderr.write(`join failed: ${err}\n`));
-    } else if (member.membership === "join") {
-      emit({ event: "joined", roomId: member.roomId });
-    }
-  });
+  client.on(sdk.RoomMemberEvent.Membership, onMembership);
   client.on(sdk.RoomEvent.Timeline, (event, _room, toStartOfTimeline) => {
-    if (toStartOfTimeline || event.getTs() < startedAt - 60_000) return;
-    if (event.isEncrypted() && !event.getClearContent() && !event.isDecryptionFailure()) return; // reported once decrypted
+    if (!prepared) {
+      initial.add(event.getId());
+      return;
+    }
+    if (toStartOfTimeline) return; // back-pagination
     report(event);
   });
   client.on(sdk.MatrixEventEvent.Decrypted, (event) => {
-    if (event.getTs() < startedAt - 60_000) return;
-    report(event);
+    if (prepared) report(event);
   });
 
-  const prepared = new Promise((resolve, reject) => {
-    const onSync = (state) => {
+  const ready = new Promise((resolve, reject) => {
+    const onSync = (state, _prev, data) => {
       if (state === "PREPARED" || state === "SYNCING") {
+        prepared = true;
         client.off(sdk.ClientEvent.Sync, onSync);
         resolve();
       } else if (state === "ERROR") {
-        reject(new Error("sync failed"));
+        client.off(sdk.ClientEvent.Sync, onSync);
+        reject(new Error(`first sync failed: ${data?.error?.message ?? data?.error ?? "unknown error"}`));
       }
     };
     client.on(sdk.ClientEvent.Sync, onSync);
+    // A bad or expired token: js-sdk stops syncing without an ERROR state.
+    client.once(sdk.HttpApiEvent.SessionLoggedOut, (err) => reject(new Error(`logged out: ${err?.message ?? err}`)));
   });
-  await client.startClient({ initialSyncLimit: 20 });
-  await prepared;
+  await client.startClient({ initialSyncLimit: 50, lazyLoadMembers: false });
+  await ready;
 }
 
 async function handle(cmd) {
+  if (cmd.cmd !== "start" && cmd.cmd !== "stop" && !client) throw new Error("not started");
   switch (cmd.cmd) {
     case "start":
       await start(cmd);
@@ -100,20 +172,31 @@ async function handle(cmd) {
       await client.joinRoom(cmd.roomId);
       return {};
     case "send": {
-      const res = await client.sendMessage(cmd.roomId, { msgtype: "m.text", body: cmd.body });
+      const content = cmd.content ?? { msgtype: "m.text", body: cmd.body ?? "" };
+      const res = await client.sendMessage(cmd.roomId, content);
       return { eventId: res.event_id };
     }
     case "stop":
-      client?.stopClient();
-      emit({ ok: true, id: cmd.id });
-      process.exit(0);
+      shutdown(cmd.id);
+      return null;
     default:
       throw new Error(`unknown command ${cmd.cmd}`);
   }
 }
 
-const rl = readline.createInterface({ input: process.stdin });
+function shutdown(id) {
+  try {
+    client?.stopClient();
+  } catch (err) {
+    console.error(`stopClient: ${err}`);
+  }
+  if (id !== undefined) emit({ ok: true, id });
+  process.exit(0);
+}
+
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
 rl.on("line", (line) => {
+  if (!line.trim()) return;
   let cmd;
   try {
     cmd = JSON.parse(line);
@@ -122,11 +205,9 @@ rl.on("line", (line) => {
     return;
   }
   handle(cmd).then(
-    (res) => emit({ ok: true, id: cmd.id, ...res }),
+    (res) => res && emit({ ok: true, id: cmd.id, ...res }),
     (err) => emit({ ok: false, id: cmd.id, error: String(err?.message ?? err) }),
   );
 });
-rl.on("close", () => {
-  client?.stopClient();
-  process.exit(0);
-});
+rl.on("close", () => shutdown()); // the driver went away
+process.on("SIGTERM", () => shutdown());
