@@ -88,7 +88,7 @@ type Store interface {
 	SetModelPref(ctx context.Context, user id.UserID, model string) error
 	AddUsage(ctx context.Context, u store.Usage) error
 	UsageSince(ctx context.Context, user id.UserID, since time.Time) (store.UsageTotals, error)
-	PendingRequests(ctx context.Context) ([]*approvals.Request, error)
+	PendingPage(ctx context.Context, olderThan time.Time, limit int) ([]*approvals.Request, int, error)
 	RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error)
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
 	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -217,8 +218,8 @@ func (b *Bot) welcomePromoted(ctx context.Context, promoted []*approvals.Request
 }
 
 func (b *Bot) cmdPending(ctx context.Context, _ *event.Event, _ command) (string, error) {
-	reqs, err := b.store.PendingRequests(ctx)
-	return textPendingList(reqs, b.now()), err
+	reqs, total, err := b.store.PendingPage(ctx, time.Time{}, maxListed)
+	return textPendingList(reqs, total, b.now()), err
 }
 
 func (b *Bot) cmdInfo(ctx context.Context, _ *event.Event, cmd command) (string, error) {

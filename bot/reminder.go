@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"guichet/approvals"
 )
 
 // settingLastReminder records when the room was last reminded, so that a
@@ -46,21 +44,12 @@ func (b *Bot) remind(ctx context.Context) error {
 		if ms, perr := strconv.ParseInt(last, 10, 64); ok && perr == nil && now.Sub(time.UnixMilli(ms)) < b.cfg.ReminderAfter {
 			return nil
 		}
-		pending, err := b.store.PendingRequests(ctx)
-		if err != nil {
+		stale, total, err := b.store.PendingPage(ctx, now.Add(-b.cfg.ReminderAfter), maxListed)
+		if err != nil || total == 0 {
 			return err
 		}
-		var stale []*approvals.Request
-		for _, r := range pending {
-			if now.Sub(r.CreatedAt) >= b.cfg.ReminderAfter {
-				stale = append(stale, r)
-			}
-		}
-		if len(stale) == 0 {
-			return nil
-		}
 		key := fmt.Sprintf("reminder:%d", now.UnixMilli())
-		if err := b.store.Enqueue(ctx, outgoingNotice(key, b.supportRoom, "", textReminder(stale, b.cfg.ReminderAfter, now), now)); err != nil {
+		if err := b.store.Enqueue(ctx, outgoingNotice(key, b.supportRoom, "", textReminder(stale, total, b.cfg.ReminderAfter, now), now)); err != nil {
 			return err
 		}
 		sent = true

@@ -163,23 +163,23 @@ func textIsModerator(user id.UserID) string {
 	return fmt.Sprintf("%s est modérateur du salon : pas besoin de validation.", user)
 }
 
-func textPendingList(reqs []*approvals.Request, now time.Time) string {
-	if len(reqs) == 0 {
+// maxListed bounds the requests listed in one notice, so it stays readable.
+const maxListed = 50
+
+func textPendingList(reqs []*approvals.Request, total int, now time.Time) string {
+	if total == 0 {
 		return "Aucune demande en attente. 🎉"
 	}
-	return fmt.Sprintf("**%d demande(s) en attente**, de la plus ancienne à la plus récente :\n\n", len(reqs)) + pendingLines(reqs, now)
+	return fmt.Sprintf("**%d demande(s) en attente**, de la plus ancienne à la plus récente :\n\n", total) + pendingLines(reqs, total, now)
 }
 
-// pendingLines lists requests, at most 50 of them so the notice stays readable.
-func pendingLines(reqs []*approvals.Request, now time.Time) string {
+func pendingLines(reqs []*approvals.Request, total int, now time.Time) string {
 	var b strings.Builder
-	const max = 50
-	for i, r := range reqs {
-		if i == max {
-			fmt.Fprintf(&b, "\n… et %d autre(s).", len(reqs)-max)
-			break
-		}
+	for _, r := range reqs {
 		fmt.Fprintf(&b, "- n° %d — %s (%s) — attend depuis %s\n", r.ID, r.UserID, r.UserID.Homeserver(), since(r.CreatedAt, now))
+	}
+	if total > len(reqs) {
+		fmt.Fprintf(&b, "\n… et %d autre(s).", total-len(reqs))
 	}
 	return b.String()
 }
@@ -369,9 +369,9 @@ func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntr
 	return b.String()
 }
 
-func textReminder(stale []*approvals.Request, after time.Duration, now time.Time) string {
-	return fmt.Sprintf("⏰ Rappel : %d demande(s) attendent depuis plus de %s.\n\n", len(stale), duration(after)) +
-		pendingLines(stale, now) +
+func textReminder(stale []*approvals.Request, total int, after time.Duration, now time.Time) string {
+	return fmt.Sprintf("⏰ Rappel : %d demande(s) attendent depuis plus de %s.\n\n", total, duration(after)) +
+		pendingLines(stale, total, now) +
 		"\n\nPour décider : `!approve #numéro` ou `!reject #numéro motif`."
 }
 

@@ -25,7 +25,6 @@ const (
 	insertAuditQuery  = `INSERT INTO audit_log (at, actor, target, request_id, action, reason) VALUES ($1, $2, $3, $4, $5, $6)`
 	insertConsent     = `INSERT INTO consent (user_id, policy_version, accepted_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
 	consentQuery      = `SELECT accepted_at FROM consent WHERE user_id=$1 AND policy_version=$2`
-	pendingQuery      = `SELECT ` + requestColumns + ` FROM access_request WHERE status='pending' ORDER BY id`
 )
 
 type scannable interface{ Scan(dest ...any) error }
@@ -55,22 +54,38 @@ func (s *Store) RequestByID(ctx context.Context, reqID int64) (*approvals.Reques
 	return scanRequest(s.db.QueryRow(ctx, requestByIDQuery, reqID))
 }
 
-// PendingRequests lists waiting requests, oldest first.
+// PendingRequests lists all waiting requests, oldest first.
 func (s *Store) PendingRequests(ctx context.Context) ([]*approvals.Request, error) {
-	rows, err := s.db.Query(ctx, pendingQuery)
+	reqs, _, err := s.PendingPage(ctx, time.Time{}, -1)
+	return reqs, err
+}
+
+// PendingPage lists at most limit waiting requests created before olderThan
+// (zero: any), oldest first, and how many there are in all: a moderator
+// reads the first fifty of ten thousand, not all of them.
+func (s *Store) PendingPage(ctx context.Context, olderThan time.Time, limit int) ([]*approvals.Request, int, error) {
+	cutoff := int64(1<<63 - 1)
+	if !olderThan.IsZero() {
+		cutoff = ms(olderThan)
+	}
+	var total int
+	if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM access_request WHERE status='pending' AND created_at <= $1`, cutoff).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("failed to count pending requests: %w", err)
+	}
+	rows, err := s.db.Query(ctx, `SELECT `+requestColumns+` FROM access_request WHERE status='pending' AND created_at <= $1 ORDER BY id LIMIT $2`, cutoff, limit)
 	if err != nil {
-		return nil, fmt.Errorf("failed to list pending requests: %w", err)
+		return nil, 0, fmt.Errorf("failed to list pending requests: %w", err)
 	}
 	defer rows.Close()
 	var out []*approvals.Request
 	for rows.Next() {
 		r, err := scanRequest(rows)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		out = append(out, r)
 	}
-	return out, rows.Err()
+	return out, total, rows.Err()
 }
 
 // CreateRequest implements approvals.Store.

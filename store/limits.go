@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"maunium.net/go/mautrix/id"
+
+	"guichet/ratelimit"
+)
+
+var _ ratelimit.Store = (*Store)(nil)
+
+const (
+	limitStateQuery = `SELECT bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens
+		FROM limit_state WHERE user_id=$1`
+	// The read-modify-write runs in the limiter's transaction, which SQLite
+	// takes as immediate: no other writer can come between.
+	saveLimitStateQuery = `
+		INSERT INTO limit_state (user_id, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (user_id) DO UPDATE SET bucket=excluded.bucket, refilled_at=excluded.refilled_at, day=excluded.day,
+			messages=excluded.messages, tokens=excluded.tokens,
+			warned_messages=excluded.warned_messages, warned_tokens=excluded.warned_tokens`
+	limitOverrideQuery    = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
+	setLimitOverrideQuery = `
+		INSERT INTO limit_override (user_id, messages_per_minute, messages_per_day, tokens_per_day, set_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (user_id) DO UPDATE SET messages_per_minute=excluded.messages_per_minute,
+			messages_per_day=excluded.messages_per_day, tokens_per_day=excluded.tokens_per_day, set_at=excluded.set_at`
+	deleteLimitOverrideQuery = `DELETE FROM limit_override WHERE user_id=$1`
+)
+
+// LimitState returns user's rate-limit counters, or the zero State for an
+// agent never seen.
+func (s *Store) LimitState(ctx context.Context, user id.UserID) (ratelimit.State, error) {
+	var st ratelimit.State
+	var refilled int64
+	err := s.db.QueryRow(ctx, limitStateQuery, user).
+		Scan(&st.Bucket, &refilled, &st.Day, &st.Messages, &st.Tokens, &st.WarnedMessages, &st.WarnedTokens)
+	if isNoRows(err) {
+		return ratelimit.State{}, nil
+	} else if err != nil {
+		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
+	}
+	st.RefilledAt = fromMS(refilled)
+	return st, nil
+}
+
+// SaveLimitState records user's rate-limit counters.
+func (s *Store) SaveLimitState(ctx context.Context, user id.UserID, st ratelimit.State) error {
+	_, err := s.db.Exec(ctx, saveLimitStateQuery, user, st.Bucket, ms(st.RefilledAt), st.Day,
+		st.Messages, st.Tokens, st.WarnedMessages, st.WarnedTokens)
+	if err != nil {
+		return fmt.Errorf("failed to save counters of %s: %w", user, err)
+	}
+	return nil
+}
+
+// LimitOverride returns the limits a moderator set for user; ok is false
+// when there are none.
+func (s *Store) LimitOverride(ctx context.Context, user id.UserID) (ratelimit.Limits, bool, error) {
+	var lim ratelimit.Limits
+	err := s.db.QueryRow(ctx, limitOverrideQuery, user).Scan(&lim.MessagesPerMinute, &lim.MessagesPerDay, &lim.TokensPerDay)
+	if isNoRows(err) {
+		return ratelimit.Limits{}, false, nil
+	} else if err != nil {
+		return ratelimit.Limits{}, false, fmt.Errorf("failed to read limits of %s: %w", user, err)
+	}
+	return lim, true, nil
+}
+
+// SetLimitOverride records a moderator's limits for user, replacing earlier
+// ones; the zero Limits deletes them.
+func (s *Store) SetLimitOverride(ctx context.Context, user id.UserID, lim ratelimit.Limits, at time.Time) error {
+	var err error
+	if lim.IsZero() {
+		_, err = s.db.Exec(ctx, deleteLimitOverrideQuery, user)
+	} else {
+		_, err = s.db.Exec(ctx, setLimitOverrideQuery, user, lim.MessagesPerMinute, lim.MessagesPerDay, lim.TokensPerDay, ms(at))
+	}
+	if err != nil {
+		return fmt.Errorf("failed to set limits of %s: %w", user, err)
+	}
+	return nil
+}
