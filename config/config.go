@@ -28,6 +28,7 @@ type Config struct {
 	Albert       Albert       `mapstructure:"albert"`
 	Conversation Conversation `mapstructure:"conversation"`
 	OpsRoom      string       `mapstructure:"ops_room"`
+	Limits       Limits       `mapstructure:"limits"`
 	Database     Database     `mapstructure:"database"`
 	Policy       Policy       `mapstructure:"policy"`
 	Log          Log          `mapstructure:"log"`
@@ -76,6 +77,39 @@ type Albert struct {
 	MaxRetries       int           `mapstructure:"max_retries"`
 }
 
+// Limits share Albert's budget among agents and protect the API key.
+type Limits struct {
+	Timezone       string        `mapstructure:"timezone"`
+	PerUser        PerUserLimits `mapstructure:"per_user"`
+	Exempt         []string      `mapstructure:"exempt"`
+	OverloadFactor float64       `mapstructure:"overload_factor"`
+	Global         GlobalLimits  `mapstructure:"global"`
+	Breaker        Breaker       `mapstructure:"breaker"`
+}
+
+// PerUserLimits apply to each agent; 0 means unlimited.
+type PerUserLimits struct {
+	MessagesPerMinute int `mapstructure:"messages_per_minute"`
+	Burst             int `mapstructure:"burst"`
+	MessagesPerDay    int `mapstructure:"messages_per_day"`
+	TokensPerDay      int `mapstructure:"tokens_per_day"`
+}
+
+// GlobalLimits apply to all calls to Albert together; 0 means unlimited.
+type GlobalLimits struct {
+	MaxConcurrent     int           `mapstructure:"max_concurrent"`
+	QueueSize         int           `mapstructure:"queue_size"`
+	RequestsPerMinute int           `mapstructure:"requests_per_minute"`
+	TokensPerMinute   int           `mapstructure:"tokens_per_minute"`
+	WaitNotice        time.Duration `mapstructure:"wait_notice"`
+}
+
+// Breaker slows everyone down when Albert is overloaded.
+type Breaker struct {
+	Failures int           `mapstructure:"failures"`
+	OpenFor  time.Duration `mapstructure:"open_for"`
+}
+
 // Conversation sets how DM conversations are kept.
 type Conversation struct {
 	// IdleReset starts a new conversation after this much silence.
@@ -104,37 +138,51 @@ const DefaultSystemPrompt = "Tu es l'Assistant IA des agents publics français. 
 	"clairement et brièvement, en Markdown. Si tu ne sais pas, dis-le."
 
 var defaults = map[string]any{
-	"matrix.homeserver":          "",
-	"matrix.user_id":             "",
-	"matrix.password":            "",
-	"matrix.access_token":        "",
-	"matrix.device_id":           "",
-	"matrix.pickle_key":          "",
-	"matrix.device_name":         "guichet",
-	"support_room":               "",
-	"moderators.users":           []string{},
-	"moderators.min_power_level": 50,
-	"access.auto_approve":        []string{},
-	"access.deny":                []string{},
-	"access.max_active_users":    0,
-	"access.reminder_after":      "4h",
-	"albert.base_url":            "https://albert.api.etalab.gouv.fr/v1",
-	"albert.api_key":             "",
-	"albert.model":               "mistral-medium-2508",
-	"albert.system_prompt":       DefaultSystemPrompt,
-	"albert.timeout":             "120s",
-	"albert.models":              []string{},
-	"albert.max_context_tokens":  6000,
-	"albert.max_input_chars":     8000,
-	"albert.edit_interval":       "1.5s",
-	"albert.max_retries":         2,
-	"conversation.idle_reset":    "30m",
-	"ops_room":                   "",
-	"database.uri":               "guichet.db",
-	"policy.url":                 "",
-	"policy.version":             "",
-	"log.level":                  "info",
-	"log.format":                 "json",
+	"matrix.homeserver":                   "",
+	"matrix.user_id":                      "",
+	"matrix.password":                     "",
+	"matrix.access_token":                 "",
+	"matrix.device_id":                    "",
+	"matrix.pickle_key":                   "",
+	"matrix.device_name":                  "guichet",
+	"support_room":                        "",
+	"moderators.users":                    []string{},
+	"moderators.min_power_level":          50,
+	"access.auto_approve":                 []string{},
+	"access.deny":                         []string{},
+	"access.max_active_users":             0,
+	"access.reminder_after":               "4h",
+	"albert.base_url":                     "https://albert.api.etalab.gouv.fr/v1",
+	"albert.api_key":                      "",
+	"albert.model":                        "mistral-medium-2508",
+	"albert.system_prompt":                DefaultSystemPrompt,
+	"albert.timeout":                      "120s",
+	"albert.models":                       []string{},
+	"albert.max_context_tokens":           6000,
+	"albert.max_input_chars":              8000,
+	"albert.edit_interval":                "1.5s",
+	"albert.max_retries":                  2,
+	"conversation.idle_reset":             "30m",
+	"ops_room":                            "",
+	"limits.timezone":                     "Europe/Paris",
+	"limits.per_user.messages_per_minute": 5,
+	"limits.per_user.burst":               3,
+	"limits.per_user.messages_per_day":    200,
+	"limits.per_user.tokens_per_day":      300000,
+	"limits.exempt":                       []string{},
+	"limits.overload_factor":              0.5,
+	"limits.global.max_concurrent":        8,
+	"limits.global.queue_size":            200,
+	"limits.global.requests_per_minute":   0,
+	"limits.global.tokens_per_minute":     0,
+	"limits.global.wait_notice":           "3s",
+	"limits.breaker.failures":             5,
+	"limits.breaker.open_for":             "30s",
+	"database.uri":                        "guichet.db",
+	"policy.url":                          "",
+	"policy.version":                      "",
+	"log.level":                           "info",
+	"log.format":                          "json",
 }
 
 // Load reads file (which may be empty to use only the environment) and the
@@ -166,6 +214,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg.Access.AutoApprove = splitList(cfg.Access.AutoApprove)
 	cfg.Access.Deny = splitList(cfg.Access.Deny)
 	cfg.Albert.Models = splitList(cfg.Albert.Models)
+	cfg.Limits.Exempt = splitList(cfg.Limits.Exempt)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -293,6 +342,43 @@ func (c *Config) Validate() error {
 	}
 	if c.OpsRoom != "" && (c.OpsRoom[0] != '!' && c.OpsRoom[0] != '#' || !strings.Contains(c.OpsRoom, ":")) {
 		bad("ops_room", "empty, or a room id (!abc:server) or alias (#ops:server) for operator alerts")
+	}
+	if _, err := time.LoadLocation(c.Limits.Timezone); err != nil || c.Limits.Timezone == "" {
+		bad("limits.timezone", "an IANA time zone such as Europe/Paris (days start at its midnight)")
+	}
+	for _, lim := range []struct {
+		key string
+		v   int
+	}{
+		{"limits.per_user.messages_per_minute", c.Limits.PerUser.MessagesPerMinute},
+		{"limits.per_user.messages_per_day", c.Limits.PerUser.MessagesPerDay},
+		{"limits.per_user.tokens_per_day", c.Limits.PerUser.TokensPerDay},
+		{"limits.global.max_concurrent", c.Limits.Global.MaxConcurrent},
+		{"limits.global.queue_size", c.Limits.Global.QueueSize},
+		{"limits.global.requests_per_minute", c.Limits.Global.RequestsPerMinute},
+		{"limits.global.tokens_per_minute", c.Limits.Global.TokensPerMinute},
+	} {
+		if lim.v < 0 {
+			bad(lim.key, "0 (unlimited) or a positive number")
+		}
+	}
+	if c.Limits.PerUser.Burst < 1 {
+		bad("limits.per_user.burst", "at least 1 (questions allowed back to back)")
+	}
+	if c.Limits.OverloadFactor <= 0 || c.Limits.OverloadFactor > 1 {
+		bad("limits.overload_factor", "a factor in (0, 1], e.g. 0.5 halves per-agent limits in overload mode")
+	}
+	if c.Limits.Breaker.Failures < 1 {
+		bad("limits.breaker.failures", "at least 1 overload error in a row before slowing down")
+	}
+	if c.Limits.Breaker.OpenFor < time.Second {
+		bad("limits.breaker.open_for", "a duration of at least 1s, e.g. 30s")
+	}
+	for _, g := range c.Limits.Exempt {
+		if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") {
+			bad("limits.exempt", fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
+			break
+		}
 	}
 	if c.Database.URI == "" {
 		bad("database.uri", "a SQLite file path, e.g. guichet.db")
