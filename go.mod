@@ -8,6 +8,7 @@ require (
 	github.com/spf13/viper v1.21.0
 	go.mau.fi/util v0.11.0
 	go.yaml.in/yaml/v3 v3.0.4
+	golang.org/x/time v0.16.0
 	maunium.net/go/mautrix v0.32.0
 )
 

@@ -1,0 +1,259 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/ratelimit"
+	"guichet/store"
+)
+
+const (
+	alice = id.UserID("@alice-dinum.gouv.fr:agent.dinum.tchap.gouv.fr")
+	bob   = id.UserID("@bob-interieur.gouv.fr:agent.interieur.tchap.gouv.fr")
+	ops   = id.UserID("@ops-carol:agent.dinum.tchap.gouv.fr")
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+func openStore(t testing.TB, path string) *store.Store {
+	t.Helper()
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := store.New(db, zerolog.Nop())
+	if err := st.Upgrade(context.Background()); err != nil {
+		t.Fatalf("Upgrade: %v", err)
+	}
+	return st
+}
+
+func paris(t testing.TB) *time.Location {
+	t.Helper()
+	loc, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc
+}
+
+func testConfig(t testing.TB) ratelimit.Config {
+	return ratelimit.Config{
+		PerUser:  ratelimit.Limits{MessagesPerMinute: 2, MessagesPerDay: 10, TokensPerDay: 10000},
+		Burst:    2,
+		Exempt:   []string{"@ops-*:*"},
+		Location: paris(t),
+	}
+}
+
+func mustCheck(t *testing.T, l *ratelimit.Limiter, user id.UserID, overloaded bool) ratelimit.Decision {
+	t.Helper()
+	d, err := l.Check(context.Background(), user, overloaded)
+	if err != nil {
+		t.Fatalf("Check(%s): %v", user, err)
+	}
+	return d
+}
+
+func TestLimiterSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	loc := paris(t)
+	path := filepath.Join(t.TempDir(), "guichet.db")
+	clk := &clock{t: time.Date(2026, 3, 29, 9, 0, 0, 0, loc)}
+	l := ratelimit.NewLimiter(testConfig(t), openStore(t, path), clk.Now)
+
+	for i := range 2 {
+		if d := mustCheck(t, l, alice, false); !d.Allowed {
+			t.Fatalf("question %d refused: %+v", i, d)
+		}
+	}
+	if _, err := l.Record(ctx, alice, 9000, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetOverride(ctx, bob, ratelimit.Limits{MessagesPerDay: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A new Limiter on a new Store on the same file: nothing forgotten.
+	l = ratelimit.NewLimiter(testConfig(t), openStore(t, path), clk.Now)
+	d := mustCheck(t, l, alice, false)
+	if d.Allowed || d.Limit != ratelimit.PerMinute || !d.RetryAt.Equal(clk.Now().Add(30*time.Second)) {
+		t.Errorf("after restart: %+v, want refused per minute for 30 s", d)
+	}
+	q, err := l.Quota(ctx, alice, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	midnight := time.Date(2026, 3, 30, 0, 0, 0, 0, loc)
+	if !q.ResetAt.Equal(midnight) {
+		t.Errorf("ResetAt = %s, want %s", q.ResetAt, midnight)
+	}
+	q.ResetAt = time.Time{}
+	want := ratelimit.Quota{Limits: testConfig(t).PerUser, MessagesToday: 2, TokensToday: 9000}
+	if q != want {
+		t.Errorf("Quota = %+v, want %+v", q, want)
+	}
+	if lim, ok, err := l.Override(ctx, bob); err != nil || !ok || lim != (ratelimit.Limits{MessagesPerDay: 1}) {
+		t.Errorf("Override(bob) = %+v, %v, %v", lim, ok, err)
+	}
+
+	// Tokens went over 80 % before the restart: the warning came then.
+	clk.Advance(30 * time.Second)
+	if d := mustCheck(t, l, alice, false); !d.Allowed || len(d.Warn) != 0 {
+		t.Errorf("after 30 s: %+v, want allowed without warning", d)
+	}
+	// The next day (23 hours long) starts from zero.
+	clk.Set(midnight)
+	if q, _ := l.Quota(ctx, alice, false); q.MessagesToday != 0 || q.TokensToday != 0 {
+		t.Errorf("Quota at midnight = %+v, want zero", q)
+	}
+}
+
+func TestLimiterRecordAndWarn(t *testing.T) {
+	ctx := context.Background()
+	loc := paris(t)
+	clk := &clock{t: time.Date(2026, 10, 25, 1, 30, 0, 0, loc)}
+	l := ratelimit.NewLimiter(testConfig(t), openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
+	mustCheck(t, l, alice, false)
+	if warn, err := l.Record(ctx, alice, 7999, false); err != nil || len(warn) != 0 {
+		t.Errorf("Record(7999) = %v, %v", warn, err)
+	}
+	if warn, err := l.Record(ctx, alice, 1, false); err != nil || !slices.Equal(warn, []ratelimit.Kind{ratelimit.TokensPerDay}) {
+		t.Errorf("Record(1) at 80 %% = %v, %v; want the warning", warn, err)
+	}
+	if warn, err := l.Record(ctx, alice, 3000, false); err != nil || len(warn) != 0 {
+		t.Errorf("Record over the limit = %v, %v; want no second warning", warn, err)
+	}
+	if warn, err := l.Record(ctx, alice, 0, false); err != nil || warn != nil {
+		t.Errorf("Record(0) = %v, %v", warn, err)
+	}
+	clk.Advance(time.Hour)
+	d := mustCheck(t, l, alice, false)
+	// 2026-10-25 lasts 25 hours: midnight is 23:00 UTC.
+	if d.Allowed || d.Limit != ratelimit.TokensPerDay || !d.RetryAt.Equal(time.Date(2026, 10, 25, 23, 0, 0, 0, time.UTC)) {
+		t.Errorf("after the token limit: %+v", d)
+	}
+}
+
+func TestLimiterOverridesExemptionsOverload(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{t: time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))}
+	cfg := testConfig(t)
+	cfg.PerUser.MessagesPerMinute = 0 // only the daily limits here
+	l := ratelimit.NewLimiter(cfg, openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
+
+	count := func(user id.UserID, overloaded bool) int {
+		n := 0
+		for range 30 {
+			if mustCheck(t, l, user, overloaded).Allowed {
+				n++
+			}
+		}
+		return n
+	}
+	if err := l.SetOverride(ctx, alice, ratelimit.Limits{MessagesPerDay: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(alice, false); n != 3 {
+		t.Errorf("alice with an override of 3/day asked %d times", n)
+	}
+	if n := count(bob, true); n != 5 {
+		t.Errorf("bob in overload (10/day * 0.5) asked %d times", n)
+	}
+	if n := count(ops, true); n != 30 {
+		t.Errorf("exempt ops asked %d times, want all", n)
+	}
+	q, err := l.Quota(ctx, ops, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !q.Exempt || q.Limits != (ratelimit.Limits{}) || q.MessagesToday != 30 {
+		t.Errorf("Quota(ops) = %+v, want exempt, unlimited, 30 counted", q)
+	}
+	q, _ = l.Quota(ctx, alice, true)
+	if !q.Override || q.Limits.MessagesPerDay != 1 || q.Limits.TokensPerDay != 5000 {
+		t.Errorf("Quota(alice) in overload = %+v, want override 3*0.5 -> 1 and tokens 5000", q)
+	}
+
+	// Removing the override brings the default back.
+	if err := l.SetOverride(ctx, alice, ratelimit.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.Override(ctx, alice); ok {
+		t.Error("override still there after SetOverride(zero)")
+	}
+	if n := count(alice, false); n != 7 {
+		t.Errorf("alice back to 10/day asked %d more times, want 7", n)
+	}
+	// A question that got no answer is given back.
+	if err := l.Refund(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(alice, false); n != 1 {
+		t.Errorf("after a refund alice asked %d more times, want 1", n)
+	}
+	if err := l.SetOverride(ctx, alice, ratelimit.Limits{TokensPerDay: -1}); !errors.Is(err, ratelimit.ErrBadOverride) {
+		t.Errorf("negative override: %v, want ErrBadOverride", err)
+	}
+}
+
+func TestLimiterConcurrentChecks(t *testing.T) {
+	clk := &clock{t: time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))}
+	cfg := ratelimit.Config{PerUser: ratelimit.Limits{MessagesPerMinute: 1}, Burst: 1, Location: paris(t)}
+	l := ratelimit.NewLimiter(cfg, openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
+	for round := range 5 {
+		clk.Advance(time.Minute) // one question available again
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		allowed := 0
+		for range 8 {
+			wg.Go(func() {
+				d, err := l.Check(context.Background(), alice, false)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if d.Allowed {
+					mu.Lock()
+					allowed++
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if allowed != 1 {
+			t.Errorf("round %d: %d concurrent checks allowed, want exactly 1", round, allowed)
+		}
+	}
+	q, _ := l.Quota(context.Background(), alice, false)
+	if q.MessagesToday != 5 {
+		t.Errorf("MessagesToday = %d, want 5", q.MessagesToday)
+	}
+}
