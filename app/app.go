@@ -16,6 +16,7 @@ import (
 	"guichet/approvals"
 	"guichet/bot"
 	"guichet/config"
+	"guichet/ratelimit"
 	"guichet/store"
 )
 
@@ -56,11 +57,29 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 	service := approvals.New(st, approvals.Rules{
 		AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny, MaxActive: cfg.Access.MaxActiveUsers,
 	}, now)
-	loc, err := time.LoadLocation("Europe/Paris")
+	loc, err := time.LoadLocation(cfg.Limits.Timezone)
 	if err != nil {
 		_ = db.Close()
-		return nil, fmt.Errorf("failed to load the Europe/Paris time zone: %w", err)
+		return nil, fmt.Errorf("failed to load time zone %s: %w", cfg.Limits.Timezone, err)
 	}
+	limiter := ratelimit.NewLimiter(ratelimit.Config{
+		PerUser: ratelimit.Limits{
+			MessagesPerMinute: cfg.Limits.PerUser.MessagesPerMinute,
+			MessagesPerDay:    cfg.Limits.PerUser.MessagesPerDay,
+			TokensPerDay:      cfg.Limits.PerUser.TokensPerDay,
+		},
+		Burst:          cfg.Limits.PerUser.Burst,
+		Exempt:         cfg.Limits.Exempt,
+		OverloadFactor: cfg.Limits.OverloadFactor,
+		Location:       loc,
+	}, st, now)
+	gate := ratelimit.NewGate(ratelimit.GlobalConfig{
+		MaxConcurrent:     cfg.Limits.Global.MaxConcurrent,
+		QueueSize:         cfg.Limits.Global.QueueSize,
+		RequestsPerMinute: cfg.Limits.Global.RequestsPerMinute,
+		TokensPerMinute:   cfg.Limits.Global.TokensPerMinute,
+		WaitNotice:        cfg.Limits.Global.WaitNotice,
+	}, now)
 	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
 	b := bot.New(bot.Config{
 		Homeserver:       cfg.Matrix.Homeserver,
@@ -85,10 +104,14 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		MaxRetries:       cfg.Albert.MaxRetries,
 		IdleReset:        cfg.Conversation.IdleReset,
 		OpsRoom:          cfg.OpsRoom,
+		OverloadFactor:   cfg.Limits.OverloadFactor,
+		Breaker:          ratelimit.BreakerConfig{Failures: cfg.Limits.Breaker.Failures, OpenFor: cfg.Limits.Breaker.OpenFor},
 		ReminderAfter:    cfg.Access.ReminderAfter,
 		ReminderCheck:    opts.ReminderCheck,
 		Location:         loc,
-	}, bot.Deps{DB: db, Store: st, Approvals: service, Assistant: assistant, Log: log, Now: now})
+	}, bot.Deps{
+		DB: db, Store: st, Approvals: service, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
+	})
 	return &App{Bot: b, Store: st, close: db.Close}, nil
 }
 

@@ -33,7 +33,8 @@ func (b *Bot) agentCommand(ctx context.Context, evt *event.Event, cmd command) (
 		zerolog.Ctx(ctx).Info().Msg("Agent deleted their conversations")
 		return noticeReply(textForgotten), b.store.StartConversation(ctx, evt.RoomID, b.now())
 	}
-	if findModCommand(cmd.Name) != nil && cmd.Name != "aide" && cmd.Name != "help" {
+	known := cmd.Name == "reset" || cmd.Name == "nouveau" || cmd.Name == "modele" || cmd.Name == "modèle" || cmd.Name == "quota"
+	if !known && findModCommand(cmd.Name) != nil {
 		return noticeReply(textModeratorCommandInDM), nil
 	}
 	// The rest is for agents who may use the assistant.
@@ -41,7 +42,6 @@ func (b *Bot) agentCommand(ctx context.Context, evt *event.Event, cmd command) (
 	if err != nil {
 		return nil, err
 	}
-	known := cmd.Name == "reset" || cmd.Name == "nouveau" || cmd.Name == "modele" || cmd.Name == "modèle" || cmd.Name == "quota"
 	if why := b.notAllowed(standing); known && why != "" {
 		return noticeReply(why), nil
 	}
@@ -51,10 +51,12 @@ func (b *Bot) agentCommand(ctx context.Context, evt *event.Event, cmd command) (
 	case "modele", "modèle":
 		return b.cmdModel(ctx, evt, cmd)
 	case "quota":
-		now := b.now().In(b.loc)
-		midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, b.loc)
-		totals, err := b.store.UsageSince(ctx, evt.Sender, midnight)
-		return noticeReply(textQuota(totals)), err
+		over, err := b.approvals.Overloaded(ctx)
+		if err != nil {
+			return nil, err
+		}
+		q, err := b.limiter.Quota(ctx, evt.Sender, over)
+		return noticeReply(textMyQuota(q, over, b.loc)), err
 	}
 	return noticeReply(textUnknownCommand(cmd.Name) + "\n\n" + textAgentHelp), nil
 }

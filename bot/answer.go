@@ -32,6 +32,7 @@ type answer struct {
 	text        string     // Markdown shown to the agent
 	placeholder id.EventID // the message the final text replaces, if any
 	model       string
+	tokens      int  // prompt and completion tokens used (estimated when Albert did not say)
 	ok          bool // false: the agent got an error sentence instead of an answer
 	notices     []string
 }
@@ -172,7 +173,9 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		cancel()
 		aerr := albert.Classify(err)
 		b.recordUsage(ctx, evt, model, got, time.Since(start), aerr)
+		result.tokens += got.Usage.PromptTokens + got.Usage.CompletionTokens
 		if aerr == nil {
+			b.breaker.Success()
 			b.alerts.resolved(ctx)
 			text := strings.TrimSpace(got.Text)
 			if text == "" {
@@ -187,6 +190,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			return result
 		}
 		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
+		b.breaker.Failure(isOverload(aerr.Class))
 		if aerr.Class == albert.ClassNotFound && model != b.cfg.Model {
 			// The agent's model disappeared: back to the default one.
 			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
@@ -205,7 +209,10 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			if err := sleep(ctx, backoff(attempt, aerr.RetryAfter)); err != nil {
 				return result
 			}
-			continue
+			// An overload that opened the breaker is not fought with retries.
+			if ok, _ := b.breaker.Allow(); ok {
+				continue
+			}
 		}
 		b.alerts.failed(ctx, aerr)
 		result.text = textAlbertError(aerr.Class)

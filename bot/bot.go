@@ -21,6 +21,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/ratelimit"
 	"guichet/store"
 )
 
@@ -51,6 +52,13 @@ type Config struct {
 	IdleReset time.Duration
 	// OpsRoom receives operator alerts (optional).
 	OpsRoom string
+	// Breaker slows everyone down while Albert is overloaded.
+	Breaker ratelimit.BreakerConfig
+	// OverloadFactor tightens per-agent limits in overload mode (shown to moderators).
+	OverloadFactor float64
+	// BreakerMaxWait is how long a question waits for an open breaker
+	// before the agent is told to try again later.
+	BreakerMaxWait time.Duration
 	// ReminderAfter is how long a request may wait before the room is
 	// reminded of it (0: never); ReminderCheck how often that is checked.
 	ReminderAfter time.Duration
@@ -93,10 +101,10 @@ type Store interface {
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
 	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)
 	Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error)
-	CountQuestions(ctx context.Context, user id.UserID) (int, error)
 	OutgoingKeyForEvent(ctx context.Context, evt id.EventID) (string, bool, error)
 	Setting(ctx context.Context, key string) (string, bool, error)
 	SetSetting(ctx context.Context, key, value string, at time.Time) error
+	StatsSince(ctx context.Context, since time.Time) (store.Stats, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -107,6 +115,8 @@ type Deps struct {
 	Store     Store
 	Approvals *approvals.Service
 	Assistant Assistant
+	Limiter   *ratelimit.Limiter // per-agent limits and quotas
+	Gate      *ratelimit.Gate    // global concurrency and rate limits
 	Log       zerolog.Logger
 	Now       func() time.Time
 }
@@ -118,6 +128,9 @@ type Bot struct {
 	store     Store
 	approvals *approvals.Service
 	assistant Assistant
+	limiter   *ratelimit.Limiter
+	gate      *ratelimit.Gate
+	breaker   *ratelimit.Breaker
 	log       zerolog.Logger
 	now       func() time.Time
 
@@ -157,11 +170,16 @@ func New(cfg Config, deps Deps) *Bot {
 	}
 	b := &Bot{
 		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
+		limiter: deps.Limiter, gate: deps.Gate,
 		log: deps.Log, now: now, moderators: mods,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}
 	b.alerts = &alerts{b: b, open: map[albert.Class]time.Time{}}
+	b.breaker = ratelimit.NewBreaker(cfg.Breaker, now, b.onBreaker)
+	if b.cfg.BreakerMaxWait <= 0 {
+		b.cfg.BreakerMaxWait = 2 * time.Minute
+	}
 	return b
 }
 

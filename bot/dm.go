@@ -81,6 +81,7 @@ type reply struct {
 	msgType  event.MessageType
 	replaces id.EventID // the placeholder of a streamed answer
 	notices  []string   // short notices sent before the reply
+	after    []string   // short notices sent after it (quota warnings)
 	turns    []store.Turn
 	leave    bool // leave the room once the reply is sent
 }
@@ -148,6 +149,12 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 			}
 			if err := b.store.Enqueue(ctx, msg); err != nil {
 				return err
+			}
+			for i, n := range r.after {
+				msg := outgoingNotice(fmt.Sprintf("after:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
+				if err := b.store.Enqueue(ctx, msg); err != nil {
+					return err
+				}
 			}
 		}
 		if r != nil && len(r.turns) > 0 {
@@ -251,11 +258,21 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	if model == "" {
 		model = b.cfg.Model
 	}
+	release, refusal, err := b.admit(ctx, evt, &notices)
+	if err != nil || refusal != nil {
+		if refusal != nil {
+			refusal.notices = notices
+		}
+		return refusal, err
+	}
 	res := b.ask(ctx, evt, msgs, model)
+	release(res.tokens)
+	warnings := b.settle(ctx, evt, res)
 	if res.text == "" {
 		return &reply{}, ctx.Err()
 	}
 	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...)}
+	r.after = warnings
 	if !res.ok {
 		r.msgType = event.MsgNotice
 		if res.placeholder != "" {

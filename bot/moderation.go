@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/approvals"
+	"guichet/ratelimit"
 )
 
 // modCommand is one support-room command: its names and what it does. The
@@ -30,6 +31,9 @@ var moderatorCommands = []modCommand{
 	{[]string{"pending", "attente"}, (*Bot).cmdPending},
 	{[]string{"info"}, (*Bot).cmdInfo},
 	{[]string{"capacity", "capacite", "capacité"}, (*Bot).cmdCapacity},
+	{[]string{"surcharge", "overload"}, (*Bot).cmdOverload},
+	{[]string{"quota"}, (*Bot).cmdQuotaOverride},
+	{[]string{"stats"}, (*Bot).cmdStats},
 	{[]string{"help", "aide"}, func(*Bot, context.Context, *event.Event, command) (string, error) {
 		return textModeratorHelp, nil
 	}},
@@ -246,11 +250,11 @@ func (b *Bot) cmdInfo(ctx context.Context, _ *event.Event, cmd command) (string,
 	if err != nil {
 		return "", err
 	}
-	questions, err := b.store.CountQuestions(ctx, user)
+	usage, err := b.store.UsageSince(ctx, user, time.Time{})
 	if err != nil {
 		return "", err
 	}
-	return textInfo(user, standing, audit, questions, b.loc), nil
+	return textInfo(user, standing, audit, usage, b.loc), nil
 }
 
 func (b *Bot) cmdCapacity(ctx context.Context, evt *event.Event, cmd command) (string, error) {
@@ -322,4 +326,73 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 	}
 	zerolog.Ctx(ctx).Info().Str("reaction", key).Int64("request_id", req.ID).Msg("Moderator reaction")
 	return reply(line)
+}
+
+func (b *Bot) cmdOverload(ctx context.Context, evt *event.Event, cmd command) (string, error) {
+	if len(cmd.Args) == 0 {
+		over, err := b.approvals.Overloaded(ctx)
+		return textOverloadState(over), err
+	}
+	var on bool
+	switch strings.ToLower(cmd.Args[0]) {
+	case "on", "oui":
+		on = true
+	case "off", "non":
+	default:
+		return textOverloadUsage, nil
+	}
+	promoted, err := b.approvals.SetOverload(ctx, evt.Sender, on)
+	if err != nil {
+		return "", err
+	}
+	return textOverloadSet(on, b.limiterFactor()) + b.welcomePromoted(ctx, promoted), nil
+}
+
+func (b *Bot) limiterFactor() float64 { return b.cfg.OverloadFactor }
+
+func (b *Bot) cmdQuotaOverride(ctx context.Context, _ *event.Event, cmd command) (string, error) {
+	targets, spec, problem := parseTargets(cmd, 1)
+	if problem != "" {
+		return problem, nil
+	}
+	user, why, err := b.resolveTarget(ctx, targets[0])
+	if err != nil || why != "" {
+		return why, err
+	}
+	if spec != "" {
+		lim, err := ratelimit.ParseOverride(spec)
+		if err != nil {
+			return textQuotaUsage, nil
+		}
+		if err := b.limiter.SetOverride(ctx, user, lim); err != nil {
+			return "", err
+		}
+	}
+	over, err := b.approvals.Overloaded(ctx)
+	if err != nil {
+		return "", err
+	}
+	q, err := b.limiter.Quota(ctx, user, over)
+	if err != nil {
+		return "", err
+	}
+	return textQuotaOf(user, q, b.loc), nil
+}
+
+func (b *Bot) cmdStats(ctx context.Context, _ *event.Event, _ command) (string, error) {
+	now := b.now().In(b.loc)
+	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, b.loc)
+	st, err := b.store.StatsSince(ctx, midnight)
+	if err != nil {
+		return "", err
+	}
+	over, err := b.approvals.Overloaded(ctx)
+	if err != nil {
+		return "", err
+	}
+	limit, used, err := b.approvals.Capacity(ctx)
+	if err != nil {
+		return "", err
+	}
+	return textStats(st, b.gate.Stats(), b.breaker.State(), over, limit, used), nil
 }

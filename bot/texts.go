@@ -2,6 +2,7 @@ package bot
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/ratelimit"
 	"guichet/store"
 )
 
@@ -340,7 +342,7 @@ var actionLabels = map[string]string{
 	approvals.ActionRevoke: "révocation",
 }
 
-func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntry, questions int, loc *time.Location) string {
+func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntry, usage store.UsageTotals, loc *time.Location) string {
 	var b strings.Builder
 	if st.Request == nil {
 		fmt.Fprintf(&b, "%s : aucune demande.", user)
@@ -349,7 +351,8 @@ func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntr
 		if st.Consented {
 			consent = "conditions acceptées"
 		}
-		fmt.Fprintf(&b, "%s : demande n° %d, **%s**, %s. Questions posées : %d.", user, st.Request.ID, statusLabel(st.Request.Status), consent, questions)
+		fmt.Fprintf(&b, "%s : demande n° %d, **%s**, %s. Usage : %d question(s), %d tokens.", user, st.Request.ID,
+			statusLabel(st.Request.Status), consent, usage.Questions, usage.PromptTokens+usage.CompletionTokens)
 	}
 	if len(audit) > 0 {
 		b.WriteString("\n\nHistorique :\n")
@@ -445,10 +448,6 @@ func textConditions(url, version string, accepted time.Time, ok bool, loc *time.
 	return s + " Vous ne l'avez pas encore acceptée : répondez `!accepter`."
 }
 
-func textQuota(t store.UsageTotals) string {
-	return fmt.Sprintf("Aujourd'hui : **%d** question(s), %d tokens envoyés et %d reçus.", t.Questions, t.PromptTokens, t.CompletionTokens)
-}
-
 func textModels(models []string, current string) string {
 	var b strings.Builder
 	b.WriteString("Modèles disponibles :\n\n")
@@ -479,4 +478,142 @@ func plural(n int, one, many string) string {
 		return fmt.Sprintf("%d %s", n, one)
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+// textLimited tells an agent which limit they hit and exactly when they can
+// ask again.
+func textLimited(kind ratelimit.Kind, retryAt, now time.Time, loc *time.Location) string {
+	when := "à " + retryAt.In(loc).Format("15:04:05")
+	if retryAt.In(loc).YearDay() != now.In(loc).YearDay() {
+		when = "demain à partir de " + retryAt.In(loc).Format("15:04")
+	}
+	switch kind {
+	case ratelimit.PerMinute:
+		return fmt.Sprintf("Vous posez beaucoup de questions d'affilée : merci de patienter un peu. Vous pourrez reposer votre question %s (dans %s).",
+			when, durationPrecise(retryAt.Sub(now)))
+	case ratelimit.PerDay:
+		return fmt.Sprintf("Vous avez atteint votre nombre de questions pour aujourd'hui. Vous pourrez en poser de nouvelles %s.", when)
+	default:
+		return fmt.Sprintf("Vous avez atteint votre volume de texte (tokens) pour aujourd'hui. Vous pourrez poser de nouvelles questions %s.", when)
+	}
+}
+
+func textLimitWarning(kind ratelimit.Kind) string {
+	if kind == ratelimit.TokensPerDay {
+		return "ℹ️ Vous avez utilisé 80 % de votre volume de texte du jour. `!quota` pour le détail."
+	}
+	return "ℹ️ Vous avez utilisé 80 % de vos questions du jour. `!quota` pour le détail."
+}
+
+func textQueuePosition(position int) string {
+	return fmt.Sprintf("⏳ Beaucoup de demandes en ce moment : votre question est n° %d dans la file, je vous réponds dès que possible.", position)
+}
+
+const textSaturated = "Le service est saturé en ce moment : je ne peux pas prendre votre question. Réessayez dans quelques minutes."
+
+const textBreakerWait = "⏳ Albert est surchargé en ce moment : votre question partira dès qu'il ira mieux. Inutile de la renvoyer."
+
+const textBreakerOpened = "⚠️ Albert API est surchargé (erreurs 429/503/504 répétées) : je ralentis les appels et préviens les agents qui attendent. " +
+	"Je vous écrirai quand ce sera rétabli."
+
+const textBreakerClosed = "✅ Albert API répond de nouveau normalement : les appels reprennent."
+
+// durationPrecise is duration with seconds, for short waits.
+func durationPrecise(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%d s", int(d.Seconds()+0.999))
+	}
+	return duration(d)
+}
+
+func limitLine(n int, unit string) string {
+	if n == 0 {
+		return "sans limite"
+	}
+	return fmt.Sprintf("%d %s", n, unit)
+}
+
+// textMyQuota is an agent's !quota: what is left today and when it resets.
+func textMyQuota(q ratelimit.Quota, over bool, loc *time.Location) string {
+	if q.Exempt {
+		return fmt.Sprintf("Aujourd'hui : %d question(s), %d tokens. Votre compte n'a pas de limite.", q.MessagesToday, q.TokensToday)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Votre usage aujourd'hui** (remise à zéro %s) :\n\n", q.ResetAt.In(loc).Format("le 02/01 à 15:04"))
+	fmt.Fprintf(&b, "- questions : %d sur %s%s\n", q.MessagesToday, limitLine(q.Limits.MessagesPerDay, "par jour"), left(q.Limits.MessagesPerDay, q.MessagesToday))
+	fmt.Fprintf(&b, "- volume de texte : %d tokens sur %s%s\n", q.TokensToday, limitLine(q.Limits.TokensPerDay, "par jour"), left(q.Limits.TokensPerDay, q.TokensToday))
+	fmt.Fprintf(&b, "- rythme : %s", limitLine(q.Limits.MessagesPerMinute, "questions par minute"))
+	if over {
+		b.WriteString("\n\nLe service est en mode surcharge : les limites sont réduites pour le moment.")
+	}
+	return b.String()
+}
+
+func left(limit, used int) string {
+	if limit == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (reste %d)", max(0, limit-used))
+}
+
+func textQuotaOf(user id.UserID, q ratelimit.Quota, loc *time.Location) string {
+	kind := "limites par défaut"
+	switch {
+	case q.Exempt:
+		kind = "exempté de limites (limits.exempt)"
+	case q.Override:
+		kind = "limites personnalisées"
+	}
+	return fmt.Sprintf("%s : %s. Aujourd'hui %d question(s) sur %s, %d tokens sur %s, rythme %s.",
+		user, kind, q.MessagesToday, limitLine(q.Limits.MessagesPerDay, "par jour"), q.TokensToday,
+		limitLine(q.Limits.TokensPerDay, "par jour"), limitLine(q.Limits.MessagesPerMinute, "par minute"))
+}
+
+const textQuotaUsage = "Usage : `!quota @agent` pour voir ses limites ; `!quota @agent 500/jour`, `!quota @agent 200000 tokens`, " +
+	"`!quota @agent 10/min` pour les changer (plusieurs à la fois possible) ; `!quota @agent défaut` pour revenir aux limites par défaut."
+
+const textOverloadUsage = "Usage : `!surcharge on` ou `!surcharge off`."
+
+func textOverloadState(on bool) string {
+	if on {
+		return "Le mode surcharge est **actif** : limites par agent réduites, nouvelles validations en liste d'attente."
+	}
+	return "Le mode surcharge est inactif."
+}
+
+func textOverloadSet(on bool, factor float64) string {
+	if on {
+		return fmt.Sprintf("⚠️ Mode surcharge activé : les limites par agent sont multipliées par %.2g et les nouvelles validations vont en liste d'attente.", factor)
+	}
+	return "✅ Mode surcharge désactivé : limites normales, validations directes."
+}
+
+func textStats(st store.Stats, gate ratelimit.GateStats, breaker string, over bool, limit, used int) string {
+	var b strings.Builder
+	b.WriteString("**Aujourd'hui**\n\n")
+	fmt.Fprintf(&b, "- agents actifs : %d ; questions : %d ; tokens : %d envoyés, %d reçus\n", st.ActiveAgents, st.Questions, st.PromptTokens, st.CompletionTokens)
+	fmt.Fprintf(&b, "- temps de réponse : p50 %s, p95 %s\n", st.LatencyP50.Round(time.Millisecond), st.LatencyP95.Round(time.Millisecond))
+	if len(st.ErrorsByClass) == 0 {
+		b.WriteString("- erreurs Albert : aucune\n")
+	} else {
+		classes := make([]string, 0, len(st.ErrorsByClass))
+		for c := range st.ErrorsByClass {
+			classes = append(classes, c)
+		}
+		slices.Sort(classes)
+		parts := make([]string, len(classes))
+		for i, c := range classes {
+			parts[i] = fmt.Sprintf("%s %d", c, st.ErrorsByClass[c])
+		}
+		b.WriteString("- erreurs Albert : " + strings.Join(parts, ", ") + "\n")
+	}
+	fmt.Fprintf(&b, "- file d'attente : %d en cours, %d en attente\n", gate.InFlight, gate.Queued)
+	breakerLabel := map[string]string{ratelimit.BreakerClosed: "fermé (normal)", ratelimit.BreakerOpen: "ouvert (Albert surchargé)", ratelimit.BreakerHalfOpen: "en test"}[breaker]
+	fmt.Fprintf(&b, "- disjoncteur Albert : %s ; mode surcharge : %s\n", breakerLabel, map[bool]string{true: "actif", false: "inactif"}[over])
+	max := "sans limite"
+	if limit > 0 {
+		max = fmt.Sprintf("%d", limit)
+	}
+	fmt.Fprintf(&b, "- agents avec accès : %d (maximum : %s)", used, max)
+	return b.String()
 }

@@ -35,7 +35,7 @@ func (c *offsetClock) Advance(d time.Duration) {
 }
 
 // activeAgent returns alice, approved and consented, with her DM.
-func activeAgent(t *testing.T, w *world) (*mxclient.Person, id.RoomID) {
+func activeAgent(t testing.TB, w *world) (*mxclient.Person, id.RoomID) {
 	t.Helper()
 	alice := w.person("alice.martin-interieur.gouv.fr")
 	dm := approveAndWelcome(t, w, alice)
@@ -46,13 +46,13 @@ func activeAgent(t *testing.T, w *world) (*mxclient.Person, id.RoomID) {
 
 // ask sends a question and waits for guichet's final reply to it: a message
 // replying to the question, or the last edit of the placeholder that did.
-func ask(t *testing.T, w *world, p *mxclient.Person, dm id.RoomID, q string) mxclient.Message {
+func ask(t testing.TB, w *world, p *mxclient.Person, dm id.RoomID, q string) mxclient.Message {
 	t.Helper()
 	evt := w.send(p, dm, q)
 	return finalReply(t, w, p, evt)
 }
 
-func finalReply(t *testing.T, w *world, p *mxclient.Person, question id.EventID) mxclient.Message {
+func finalReply(t testing.TB, w *world, p *mxclient.Person, question id.EventID) mxclient.Message {
 	t.Helper()
 	first := w.expect(p, "a reply", from(w.tb.Bot.UserID), replyTo(question))
 	if !strings.HasSuffix(first.Body, "…") {
@@ -281,7 +281,7 @@ func TestDMCommandsAndBadInput(t *testing.T) {
 	q := w.send(alice, dm, "Et maintenant ?")
 	w.expect(alice, "the fallback notice", from(bot), contains("n'est plus disponible"))
 	mustContain(t, finalReply(t, w, alice, q), "Voici ma réponse")
-	mustContain(t, cmd("!quota"), "question(s)")
+	mustContain(t, cmd("!quota"), "questions : ", "remise à zéro")
 	mustContain(t, cmd("!reset"), "nouvelle conversation")
 	mustContain(t, cmd("!oublier"), "!oublier confirmer")
 	mustContain(t, cmd("!oublier confirmer"), "effacées")

@@ -103,7 +103,7 @@ const MaxAttempts = 20
 // Unsent lists queued messages not yet delivered, oldest first.
 func (s *Store) Unsent(ctx context.Context, limit int) ([]Outgoing, error) {
 	rows, err := s.db.Query(ctx, `SELECT key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at, attempts
-		FROM outbox WHERE sent_at IS NULL AND attempts < $2 ORDER BY created_at, key LIMIT $1`, limit, MaxAttempts)
+		FROM outbox WHERE sent_at IS NULL AND attempts < $2 ORDER BY rowid LIMIT $1`, limit, MaxAttempts)
 	if err != nil {
 		return nil, err
 	}

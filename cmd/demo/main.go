@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -114,44 +115,37 @@ func writeConfig(path string, cfg any) error {
 }
 
 // toYAML turns the config struct into the key names of config.example.yaml,
-// through its mapstructure tags.
+// read from its mapstructure tags, so the demo writes what operators write.
 func toYAML(v any) any {
-	raw, _ := json.Marshal(v)
-	var m any
-	_ = json.Unmarshal(raw, &m)
-	return snakeKeys(m)
+	return yamlValue(reflect.ValueOf(v))
 }
 
-func snakeKeys(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
+func yamlValue(v reflect.Value) any {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return yamlValue(v.Elem())
+	case reflect.Struct:
 		out := map[string]any{}
-		for k, val := range t {
-			out[snake(k)] = snakeKeys(val)
+		for i := 0; i < v.NumField(); i++ {
+			if tag := v.Type().Field(i).Tag.Get("mapstructure"); tag != "" {
+				out[tag] = yamlValue(v.Field(i))
+			}
 		}
 		return out
-	case []any:
-		for i := range t {
-			t[i] = snakeKeys(t[i])
+	case reflect.Slice:
+		out := make([]any, v.Len())
+		for i := range out {
+			out[i] = yamlValue(v.Index(i))
 		}
+		return out
 	}
-	return v
-}
-
-var keyNames = map[string]string{
-	"UserID": "user_id", "AccessToken": "access_token", "DeviceID": "device_id", "PickleKey": "pickle_key",
-	"DeviceName": "device_name", "SupportRoom": "support_room", "MinPowerLevel": "min_power_level",
-	"AutoApprove": "auto_approve", "BaseURL": "base_url", "APIKey": "api_key", "SystemPrompt": "system_prompt",
-	"URI": "uri", "URL": "url", "MaxContextTokens": "max_context_tokens", "MaxInputChars": "max_input_chars",
-	"EditInterval": "edit_interval", "MaxRetries": "max_retries", "IdleReset": "idle_reset", "OpsRoom": "ops_room",
-	"MaxActiveUsers": "max_active_users", "ReminderAfter": "reminder_after",
-}
-
-func snake(k string) string {
-	if s, ok := keyNames[k]; ok {
-		return s
+	if d, ok := v.Interface().(time.Duration); ok {
+		return d.String()
 	}
-	return strings.ToLower(k)
+	return v.Interface()
 }
 
 type process struct {
