@@ -15,7 +15,7 @@ import (
 
 // announce has p join the support room and ask; it returns the request's
 // acknowledgement as p saw it.
-func announce(t *testing.T, w *world, p *mxclient.Person, text string) (id.EventID, mxclient.Message) {
+func announce(t testing.TB, w *world, p *mxclient.Person, text string) (id.EventID, mxclient.Message) {
 	t.Helper()
 	w.joinSupport(p)
 	ask := w.send(p, w.tb.SupportRoom, text)
@@ -25,13 +25,13 @@ func announce(t *testing.T, w *world, p *mxclient.Person, text string) (id.Event
 
 // command has the moderator (or another person) type cmd in the support room
 // and returns guichet's reply.
-func command(t *testing.T, w *world, p *mxclient.Person, cmd string) mxclient.Message {
+func command(t testing.TB, w *world, p *mxclient.Person, cmd string) mxclient.Message {
 	t.Helper()
 	evt := w.send(p, w.tb.SupportRoom, cmd)
 	return w.expect(p, "the reply to "+cmd, from(w.tb.Bot.UserID), in(w.tb.SupportRoom), replyTo(evt))
 }
 
-func mustContain(t *testing.T, m mxclient.Message, parts ...string) {
+func mustContain(t testing.TB, m mxclient.Message, parts ...string) {
 	t.Helper()
 	for _, p := range parts {
 		if !strings.Contains(m.Body, p) {

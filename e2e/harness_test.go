@@ -31,13 +31,12 @@ import (
 const wait = 30 * time.Second
 
 type world struct {
-	t   *testing.T
+	t   testing.TB
 	tb  *testbed.Testbed
 	cfg *config.Config
 	dir string
 
-	logMu sync.Mutex
-	log   bytes.Buffer
+	log *logBuffer // guichet's log, when it runs in this process
 
 	app  *app.App
 	opts app.Options
@@ -45,16 +44,25 @@ type world struct {
 	done chan error
 }
 
-// syncBuffer lets zerolog write while the test reads.
-type lockedWriter struct{ w *world }
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.w.logMu.Lock()
-	defer l.w.logMu.Unlock()
-	return l.w.log.Write(p)
+// logBuffer lets zerolog write while the test reads.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
-func requireE2E(t *testing.T) {
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func requireE2E(t testing.TB) {
 	t.Helper()
 	if os.Getenv("GUICHET_E2E") == "1" {
 		return
@@ -68,10 +76,10 @@ func requireE2E(t *testing.T) {
 	}
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	requireE2E(t)
-	w := &world{t: t, dir: t.TempDir()}
+	w := &world{t: t, dir: t.TempDir(), log: &logBuffer{}}
 	ctx := w.ctx()
 	tb, err := testbed.Start(ctx, testbed.Options{Dir: w.dir, Log: testLogWriter{t}})
 	if err != nil {
@@ -83,21 +91,27 @@ func newWorld(t *testing.T) *world {
 		w.stopGuichet()
 		tb.Close()
 		if t.Failed() {
-			w.logMu.Lock()
 			t.Logf("guichet's log:\n%s", w.log.String())
-			w.logMu.Unlock()
 		}
 	})
 	return w
 }
 
-type testLogWriter struct{ t *testing.T }
+type testLogWriter struct{ t testing.TB }
 
 func (w testLogWriter) Write(p []byte) (int, error) {
 	if testing.Verbose() {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// as returns the same world reporting to t, a subtest or sub-benchmark of
+// the one that made it. Start and stop guichet on one of them only.
+func (w *world) as(t testing.TB) *world {
+	c := *w
+	c.t = t
+	return &c
 }
 
 func (w *world) ctx() context.Context {
@@ -112,7 +126,7 @@ func (w *world) startGuichet() {
 	if os.Getenv("GUICHET_E2E_DEBUG") == "1" {
 		level = zerolog.DebugLevel
 	}
-	logger := zerolog.New(lockedWriter{w}).With().Timestamp().Logger().Level(level)
+	logger := zerolog.New(w.log).With().Timestamp().Logger().Level(level)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, w.cfg, logger, w.opts)
 	if err != nil {

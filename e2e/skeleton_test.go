@@ -15,7 +15,7 @@ import (
 
 // approveAndWelcome plays steps 1 and 2: alice asks, a moderator approves,
 // alice gets the encrypted welcome. It returns alice's DM with guichet.
-func approveAndWelcome(t *testing.T, w *world, alice *mxclient.Person) id.RoomID {
+func approveAndWelcome(t testing.TB, w *world, alice *mxclient.Person) id.RoomID {
 	t.Helper()
 	bot, room := w.tb.Bot.UserID, w.tb.SupportRoom
 	w.joinSupport(alice)
@@ -160,7 +160,7 @@ func TestStrangersAndSpoofedModerators(t *testing.T) {
 }
 
 // createDM has p open an encrypted direct message with guichet, as Tchap does.
-func createDM(t *testing.T, w *world, p *mxclient.Person) id.RoomID {
+func createDM(t testing.TB, w *world, p *mxclient.Person) id.RoomID {
 	t.Helper()
 	room, err := p.CreateDM(w.ctx(), w.tb.Bot.UserID)
 	if err != nil {
