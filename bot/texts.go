@@ -198,6 +198,9 @@ const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n"
 	"| `!pending` | `!attente` | demandes en attente, de la plus ancienne à la plus récente |\n" +
 	"| `!info @agent` | | statut, historique et usage d'un agent |\n" +
 	"| `!capacity [N]` | `!capacite` | affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite) |\n" +
+	"| `!surcharge on\\|off` | `!overload` | mode surcharge : limites réduites, nouvelles validations en liste d'attente |\n" +
+	"| `!quota @agent [limites]` | | limites et usage d'un agent ; `500/jour`, `200000 tokens`, `10/min` ou `défaut` pour les changer |\n" +
+	"| `!stats` | | chiffres du jour : agents, questions, tokens, erreurs, file, temps de réponse |\n" +
 	"| `!help` | `!aide` | cette aide |\n\n" +
 	"Une cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), une mention ou un numéro de demande (`#42`). " +
 	"Exemples : `!approve #42`, `!reject @jean.dupont-exemple.fr:agent.externe.tchap.gouv.fr compte personnel`, `!capacity 500`.\n\n" +
