@@ -359,19 +359,7 @@ func (s *Service) SetCapacity(ctx context.Context, actor id.UserID, limit int) (
 	if limit < 0 {
 		return nil, fmt.Errorf("capacity must not be negative")
 	}
-	var promoted []*Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		now := s.now()
-		if err := s.store.SetSetting(ctx, SettingCapacity, strconv.Itoa(limit), now); err != nil {
-			return err
-		}
-		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: ActionCapacity, Reason: strconv.Itoa(limit)}); err != nil {
-			return err
-		}
-		var err error
-		promoted, err = s.fill(ctx)
-		return err
-	})
+	promoted, err := s.setAndFill(ctx, actor, SettingCapacity, strconv.Itoa(limit), ActionCapacity)
 	if err != nil {
 		return nil, fmt.Errorf("failed to set capacity: %w", err)
 	}
@@ -385,23 +373,30 @@ func (s *Service) SetOverload(ctx context.Context, actor id.UserID, on bool) ([]
 	if on {
 		value = "on"
 	}
+	promoted, err := s.setAndFill(ctx, actor, SettingOverload, value, ActionOverload)
+	if err != nil {
+		return nil, fmt.Errorf("failed to switch overload mode: %w", err)
+	}
+	return promoted, nil
+}
+
+// setAndFill changes a setting that decides who fits, audits it, and
+// approves the waitlisted agents that fit now, in one transaction.
+func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, action string) ([]*Request, error) {
 	var promoted []*Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		now := s.now()
-		if err := s.store.SetSetting(ctx, SettingOverload, value, now); err != nil {
+		if err := s.store.SetSetting(ctx, key, value, now); err != nil {
 			return err
 		}
-		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: ActionOverload, Reason: value}); err != nil {
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: action, Reason: value}); err != nil {
 			return err
 		}
 		var err error
 		promoted, err = s.fill(ctx)
 		return err
 	})
-	if err != nil {
-		return nil, fmt.Errorf("failed to switch overload mode: %w", err)
-	}
-	return promoted, nil
+	return promoted, err
 }
 
 // Revoke ends target's access with a reason and approves the first

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,16 +26,12 @@ import (
 	"github.com/rs/zerolog"
 	"go.yaml.in/yaml/v3"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/id"
 
-	"guichet/app"
 	"guichet/approvals"
 	"guichet/config"
 	"guichet/internal/benchutil"
-	"guichet/internal/dendrite"
 	"guichet/internal/mxclient"
-	"guichet/internal/testbed"
 	"guichet/store"
 )
 
@@ -44,197 +41,34 @@ const (
 	pendingRows    = 10_000 // waiting requests behind !pending
 	pendingSamples = 20
 	idleBeforeRSS  = 2 * time.Second
-	benchTimeout   = 4 * time.Minute // one benchmark, set-up included
 )
-
-// benchWorld is the harness's world for benchmarks (world is bound to a
-// *testing.T): a testbed and, once started, guichet in-process.
-type benchWorld struct {
-	b   *testing.B
-	ctx context.Context
-	dir string
-	tb  *testbed.Testbed
-	cfg *config.Config
-
-	app     *app.App
-	stop    context.CancelFunc
-	done    chan error
-	logPath string
-	logFile *os.File
-}
-
-func newBenchWorld(b *testing.B) *benchWorld {
-	b.Helper()
-	skipUnlessE2E(b)
-	dir := b.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), benchTimeout)
-	b.Cleanup(cancel)
-	tb, err := testbed.Start(ctx, testbed.Options{Dir: dir})
-	if err != nil {
-		b.Fatalf("failed to start testbed: %v", err)
-	}
-	w := &benchWorld{b: b, ctx: ctx, dir: dir, tb: tb, cfg: tb.Config(filepath.Join(dir, "guichet.db")),
-		logPath: filepath.Join(dir, "guichet.log")}
-	b.Cleanup(func() {
-		w.stopGuichet()
-		tb.Close()
-		if b.Failed() {
-			logTail(b, "guichet", w.logPath)
-		}
-	})
-	return w
-}
-
-// skipUnlessE2E is requireE2E for benchmarks.
-func skipUnlessE2E(tb testing.TB) {
-	tb.Helper()
-	if os.Getenv("GUICHET_E2E") == "1" {
-		return
-	}
-	bin, err := dendrite.BinDir()
-	if err == nil {
-		_, err = os.Stat(filepath.Join(bin, "dendrite"))
-	}
-	if err != nil {
-		tb.Skip("no Dendrite binaries (run make bench, or set GUICHET_E2E=1 to build them)")
-	}
-}
-
-// logTail shows the end of a log file after a failure.
-func logTail(tb testing.TB, name, path string) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	tb.Logf("%s's log (last lines):\n%s", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
-}
-
-// bind returns the same world reporting to a sub-benchmark.
-func (w *benchWorld) bind(b *testing.B) *benchWorld {
-	c := *w
-	c.b = b
-	return &c
-}
-
-func (w *benchWorld) startGuichet() {
-	w.b.Helper()
-	logFile, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-	if err != nil {
-		w.b.Fatal(err)
-	}
-	w.logFile = logFile
-	level := zerolog.InfoLevel
-	if os.Getenv("GUICHET_E2E_DEBUG") == "1" {
-		level = zerolog.DebugLevel
-	}
-	logger := zerolog.New(logFile).With().Timestamp().Logger().Level(level)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, w.cfg, logger, app.Options{})
-	if err != nil {
-		cancel()
-		w.b.Fatalf("failed to build guichet: %v", err)
-	}
-	w.app, w.stop, w.done = a, cancel, make(chan error, 1)
-	go func() { w.done <- a.Run(ctx) }()
-	select {
-	case <-a.Bot.Ready():
-	case err := <-w.done:
-		w.stop = nil
-		_ = logFile.Close()
-		w.b.Fatalf("guichet stopped during start-up: %v", err)
-	case <-time.After(wait):
-		w.b.Fatal("guichet was not ready in time")
-	}
-}
-
-func (w *benchWorld) stopGuichet() {
-	if w.stop == nil {
-		return
-	}
-	w.stop()
-	select {
-	case err := <-w.done:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			w.b.Errorf("guichet stopped with an error: %v", err)
-		}
-	case <-time.After(wait):
-		w.b.Error("guichet did not stop in time")
-	}
-	w.stop = nil
-	_ = w.logFile.Close()
-}
-
-func (w *benchWorld) person(localpart string) *mxclient.Person {
-	w.b.Helper()
-	p, err := w.tb.NewPerson(w.ctx, localpart)
-	if err != nil {
-		w.b.Fatalf("failed to create %s: %v", localpart, err)
-	}
-	return p
-}
-
-func (w *benchWorld) joinSupport(p *mxclient.Person) {
-	w.b.Helper()
-	if err := w.tb.JoinSupport(w.ctx, p); err != nil {
-		w.b.Fatalf("%s could not join the support room: %v", p.UserID(), err)
-	}
-}
-
-func (w *benchWorld) send(p *mxclient.Person, room id.RoomID, text string) id.EventID {
-	w.b.Helper()
-	evt, err := p.SendText(w.ctx, room, text)
-	if err != nil {
-		w.b.Fatalf("%s could not send %q: %v", p.UserID(), text, err)
-	}
-	return evt
-}
-
-// expect waits until p sees a message matching every condition.
-func (w *benchWorld) expect(p *mxclient.Person, what string, conds ...cond) mxclient.Message {
-	w.b.Helper()
-	ctx, cancel := context.WithTimeout(w.ctx, wait)
-	defer cancel()
-	m, err := p.WaitMessage(ctx, func(m mxclient.Message) bool {
-		for _, c := range conds {
-			if !c(m) {
-				return false
-			}
-		}
-		return true
-	})
-	if err != nil {
-		w.b.Fatalf("%s never saw %s", p.UserID(), what)
-	}
-	return m
-}
 
 func isEvent(evt id.EventID) cond { return func(m mxclient.Message) bool { return m.EventID == evt } }
 
 // roomWith has a create a room with other (an encrypted direct message, or a
 // plain private room), waits until both are in, and sends one message that
 // is not measured: the first one sets up the Olm and Megolm sessions.
-func (w *benchWorld) roomWith(a, other *mxclient.Person, encrypted bool) id.RoomID {
-	w.b.Helper()
+func (w *world) roomWith(a, other *mxclient.Person, encrypted bool) id.RoomID {
+	w.t.Helper()
 	var room id.RoomID
 	var err error
 	if encrypted {
-		room, err = a.CreateDM(w.ctx, other.UserID())
+		room, err = a.CreateDM(w.ctx(), other.UserID())
 	} else {
 		var resp *mautrix.RespCreateRoom
-		resp, err = a.Client.CreateRoom(w.ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{other.UserID()}})
+		resp, err = a.Client.CreateRoom(w.ctx(), &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{other.UserID()}})
 		if resp != nil {
 			room = resp.RoomID
 		}
 	}
 	if err != nil {
-		w.b.Fatalf("failed to create a room: %v", err)
+		w.t.Fatalf("failed to create a room: %v", err)
 	}
-	if err := other.WaitJoined(w.ctx, room); err != nil {
-		w.b.Fatalf("%s did not join: %v", other.UserID(), err)
+	if err := other.WaitJoined(w.ctx(), room); err != nil {
+		w.t.Fatalf("%s did not join: %v", other.UserID(), err)
 	}
-	if err := a.WaitMember(w.ctx, room, other.UserID()); err != nil {
-		w.b.Fatalf("%s did not see %s join: %v", a.UserID(), other.UserID(), err)
+	if err := a.WaitMember(w.ctx(), room, other.UserID()); err != nil {
+		w.t.Fatalf("%s did not see %s join: %v", a.UserID(), other.UserID(), err)
 	}
 	w.hop(a, other, room, "échauffement")
 	return room
@@ -242,53 +76,19 @@ func (w *benchWorld) roomWith(a, other *mxclient.Person, encrypted bool) id.Room
 
 // hop times one message from sender's send call to receiver's client holding
 // it (decrypted, in an encrypted room).
-func (w *benchWorld) hop(sender, receiver *mxclient.Person, room id.RoomID, text string) time.Duration {
-	w.b.Helper()
+func (w *world) hop(sender, receiver *mxclient.Person, room id.RoomID, text string) time.Duration {
+	w.t.Helper()
 	start := time.Now()
 	evt := w.send(sender, room, text)
 	return w.expect(receiver, "the message "+evt.String(), isEvent(evt)).At.Sub(start)
 }
 
-// ask times a question from p in its DM to guichet's final answer in p's
-// client. A slow answer starts as a placeholder that edits complete: then the
-// last edit counts.
-func (w *benchWorld) ask(p *mxclient.Person, dm id.RoomID, question string) time.Duration {
-	w.b.Helper()
-	bot := w.tb.Bot.UserID
+// timedAsk times a question from p in its DM to guichet's final answer in
+// p's client: the answer itself, or the last edit of its placeholder.
+func timedAsk(tb testing.TB, w *world, p *mxclient.Person, dm id.RoomID, question string) time.Duration {
+	tb.Helper()
 	start := time.Now()
-	q := w.send(p, dm, question)
-	m := w.expect(p, "the answer", from(bot), in(dm), replyTo(q))
-	for partial(m) {
-		placeholder := m.EventID
-		m = w.expect(p, "the completed answer", from(bot), func(m mxclient.Message) bool {
-			return m.ReplaceOf == placeholder && !partial(m)
-		})
-	}
-	return m.At.Sub(start)
-}
-
-func partial(m mxclient.Message) bool { return strings.HasSuffix(m.Body, "…") }
-
-// approveAndConsent plays approveAndWelcome and !accepter; it returns p's DM.
-func (w *benchWorld) approveAndConsent(p *mxclient.Person) id.RoomID {
-	w.b.Helper()
-	bot, room := w.tb.Bot.UserID, w.tb.SupportRoom
-	w.announce(p)
-	cmd := w.send(w.tb.Moderator, room, "!approve "+p.UserID().String())
-	w.expect(w.tb.Moderator, "the approval confirmation", from(bot), in(room), replyTo(cmd))
-	dm := w.expect(p, "the welcome", from(bot), notInRoom(room), contains("!accepter")).RoomID
-	acc := w.send(p, dm, "!accepter")
-	w.expect(p, "the consent confirmation", from(bot), in(dm), replyTo(acc), contains("Merci"))
-	return dm
-}
-
-// announce has p join the support room and ask for access, and waits for the
-// acknowledgement.
-func (w *benchWorld) announce(p *mxclient.Person) {
-	w.b.Helper()
-	w.joinSupport(p)
-	ask := w.send(p, w.tb.SupportRoom, "Bonjour, je souhaite accéder à l'Assistant IA")
-	w.expect(p, "the acknowledgement", from(w.tb.Bot.UserID), in(w.tb.SupportRoom), replyTo(ask))
+	return ask(tb, w, p, dm, question).At.Sub(start)
 }
 
 // reportLatency reports p50 and p99 as metrics, prefixed by name, and hides
@@ -302,7 +102,7 @@ func reportLatency(b *testing.B, name string, s benchutil.Samples) {
 // BenchmarkOneHopDelivery is the baseline: person A sends, person B's client
 // has the message, in a plain room and in an encrypted one.
 func BenchmarkOneHopDelivery(b *testing.B) {
-	w := newBenchWorld(b)
+	w := newWorld(b)
 	alice := w.person("alice.martin-interieur.gouv.fr")
 	bob := w.person("bob.leroy-interieur.gouv.fr")
 	for _, variant := range []struct {
@@ -310,7 +110,7 @@ func BenchmarkOneHopDelivery(b *testing.B) {
 		encrypted bool
 	}{{"unencrypted", false}, {"encrypted", true}} {
 		b.Run(variant.name, func(b *testing.B) {
-			w := w.bind(b)
+			w := w.as(b)
 			room := w.roomWith(alice, bob, variant.encrypted)
 			var hops benchutil.Samples
 			for i := range hopSamples {
@@ -329,16 +129,15 @@ func BenchmarkOneHopDelivery(b *testing.B) {
 // guichet's own work. The baseline is alice's one-hop to the moderator in an
 // encrypted room, sampled between the questions.
 func BenchmarkAnswerLatency(b *testing.B) {
-	w := newBenchWorld(b)
+	w := newWorld(b)
 	w.startGuichet()
-	alice := w.person("alice.martin-interieur.gouv.fr")
-	dm := w.approveAndConsent(alice)
+	alice, dm := activeAgent(b, w)
 	hopRoom := w.roomWith(alice, w.tb.Moderator, true)
-	w.ask(alice, dm, "Première question, pour s'échauffer ?")
+	timedAsk(b, w, alice, dm, "Première question, pour s'échauffer ?")
 
 	var answers, hops benchutil.Samples
 	for i := range hopSamples {
-		answers = append(answers, w.ask(alice, dm, fmt.Sprintf("Question n° %d : comment rédiger une note de synthèse ?", i+1)))
+		answers = append(answers, timedAsk(b, w, alice, dm, fmt.Sprintf("Question n° %d : comment rédiger une note de synthèse ?", i+1)))
 		hops = append(hops, w.hop(alice, w.tb.Moderator, hopRoom, fmt.Sprintf("message n° %d", i+1)))
 	}
 	overhead := answers.P50() - 2*hops.P50()
@@ -360,9 +159,9 @@ func BenchmarkAnswerLatency(b *testing.B) {
 // "guichet is ready" and memory after 2 s idle, on a fresh database and
 // again on the same one. Dendrite's own memory is the baseline.
 func BenchmarkStartupAndIdleRSS(b *testing.B) {
-	skipUnlessE2E(b)
+	requireE2E(b)
 	bin := buildGuichet(b)
-	w := newBenchWorld(b)
+	w := newWorld(b)
 	configPath := filepath.Join(w.dir, "config.yaml")
 	writeConfigYAML(b, configPath, w.cfg)
 
@@ -416,16 +215,16 @@ func buildGuichet(b *testing.B) string {
 
 // writeConfigYAML writes cfg with the keys of config.example.yaml, logging
 // at info as in production.
-func writeConfigYAML(b *testing.B, path string, cfg *config.Config) {
-	b.Helper()
+func writeConfigYAML(tb testing.TB, path string, cfg *config.Config) {
+	tb.Helper()
 	c := *cfg
 	c.Log = config.Log{Level: "info", Format: "json"}
 	raw, err := yaml.Marshal(benchutil.TagMap(c))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 }
 
@@ -442,26 +241,63 @@ type binaryRun struct {
 // idle, measures it and stops it with SIGTERM.
 func runBinary(b *testing.B, bin, configPath, logPath string) binaryRun {
 	b.Helper()
+	g := startBinary(b, bin, configPath, logPath)
+	run := binaryRun{wall: g.wall, logged: g.logged}
+	var err error
+	run.cpuReady, err = benchutil.CPUTime(g.pid)
+	if err == nil {
+		time.Sleep(idleBeforeRSS)
+		var cpu time.Duration
+		if cpu, err = benchutil.CPUTime(g.pid); err == nil {
+			run.cpuIdle = cpu - run.cpuReady
+			run.rss, err = benchutil.RSS(g.pid)
+		}
+	}
+	if serr := g.stop(); serr != nil || err != nil {
+		logTail(b, "guichet", logPath)
+		b.Fatalf("measuring guichet failed: %v; stop: %v", err, serr)
+	}
+	return run
+}
+
+// guichetProcess is the guichet binary running.
+type guichetProcess struct {
+	pid     int
+	logPath string
+	wall    time.Duration // from exec to the "guichet is ready" line
+	logged  time.Duration // that line's own startup field
+
+	cmd    *exec.Cmd
+	exited chan error
+	once   sync.Once
+	err    error
+}
+
+// startBinary starts guichet with configPath, its log (JSON lines, from
+// stderr) copied to logPath, and returns once it is ready. It is stopped
+// when tb ends, if not before.
+func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess {
+	tb.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer logFile.Close()
 	cmd := exec.Command(bin, "-config", configPath)
 	cmd.Env = withoutGuichetEnv(os.Environ())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	ready := make(chan time.Duration, 1)
 	scanned := make(chan struct{})
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	exited := make(chan error, 1)
+	g := &guichetProcess{pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, exited: make(chan error, 1)}
 	go func() {
 		defer close(scanned)
+		defer logFile.Close()
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -471,53 +307,60 @@ func runBinary(b *testing.B, bin, configPath, logPath string) binaryRun {
 				Startup float64 `json:"startup"` // zerolog writes durations in ms
 			}
 			if json.Unmarshal(sc.Bytes(), &entry) == nil && entry.Message == "guichet is ready" {
-				ready <- time.Duration(entry.Startup * float64(time.Millisecond))
+				select {
+				case ready <- time.Duration(entry.Startup * float64(time.Millisecond)):
+				default:
+				}
 			}
 		}
 	}()
 	go func() {
 		<-scanned // Wait closes the pipe: read it all first
-		exited <- cmd.Wait()
+		g.exited <- cmd.Wait()
 	}()
-	stop := func() error {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			return err
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			return errors.New("killed after 10 s")
+	tb.Cleanup(func() {
+		if err := g.stop(); err != nil {
+			tb.Errorf("guichet did not stop cleanly: %v", err)
 		}
-	}
-
-	var run binaryRun
+	})
 	select {
-	case run.logged = <-ready:
-		run.wall = time.Since(start)
-	case err := <-exited:
-		logTail(b, "guichet", logPath)
-		b.Fatalf("guichet exited during start-up: %v", err)
+	case g.logged = <-ready:
+		g.wall = time.Since(start)
+	case err := <-g.exited:
+		g.once.Do(func() { g.err = err })
+		logTail(tb, "guichet", logPath)
+		tb.Fatalf("guichet exited during start-up: %v", err)
 	case <-time.After(wait):
-		_ = stop()
-		logTail(b, "guichet", logPath)
-		b.Fatal("guichet was not ready in time")
+		logTail(tb, "guichet", logPath)
+		tb.Fatal("guichet was not ready in time")
 	}
-	pid := cmd.Process.Pid
-	run.cpuReady, err = benchutil.CPUTime(pid)
-	if err == nil {
-		time.Sleep(idleBeforeRSS)
-		var cpu time.Duration
-		if cpu, err = benchutil.CPUTime(pid); err == nil {
-			run.cpuIdle = cpu - run.cpuReady
-			run.rss, err = benchutil.RSS(pid)
+	return g
+}
+
+// stop sends SIGTERM and waits for the exit (killing after 10 s); it
+// returns the same result however often it is called.
+func (g *guichetProcess) stop() error {
+	g.once.Do(func() {
+		_ = g.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case g.err = <-g.exited:
+		case <-time.After(10 * time.Second):
+			_ = g.cmd.Process.Kill()
+			<-g.exited
+			g.err = errors.New("killed after 10 s")
 		}
+	})
+	return g.err
+}
+
+// logTail shows the end of a log file after a failure.
+func logTail(tb testing.TB, name, path string) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return
 	}
-	if serr := stop(); serr != nil || err != nil {
-		logTail(b, "guichet", logPath)
-		b.Fatalf("measuring guichet failed: %v; stop: %v", err, serr)
-	}
-	return run
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	tb.Logf("%s's log (last lines):\n%s", name, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 }
 
 // withoutGuichetEnv drops GUICHET_* variables (GUICHET_E2E, a real Albert
@@ -538,7 +381,7 @@ func withoutGuichetEnv(env []string) []string {
 // moderator's confirmation. The baseline is the moderator's one-hop to a
 // member of the support room, sampled between approvals.
 func BenchmarkApproveToWelcome(b *testing.B) {
-	w := newBenchWorld(b)
+	w := newWorld(b)
 	w.startGuichet()
 	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
 
@@ -548,12 +391,12 @@ func BenchmarkApproveToWelcome(b *testing.B) {
 	agents := make([]*mxclient.Person, benchAgents)
 	for i := range agents {
 		agents[i] = w.person(fmt.Sprintf("agent%03d.test-interieur.gouv.fr", i+1))
-		w.announce(agents[i])
+		announce(b, w, agents[i], "Bonjour, je souhaite accéder à l'Assistant IA")
 		// Leave once acknowledged: 100 idle clients in the room would make
 		// every support-room event cost 100 syncs on the same 2 cores as
 		// Dendrite and guichet, which production (clients elsewhere) does
 		// not pay.
-		if _, err := agents[i].Client.LeaveRoom(w.ctx, room); err != nil {
+		if _, err := agents[i].Client.LeaveRoom(w.ctx(), room); err != nil {
 			b.Fatalf("%s could not leave the support room: %v", agents[i].UserID(), err)
 		}
 	}
@@ -563,7 +406,7 @@ func BenchmarkApproveToWelcome(b *testing.B) {
 	for i, agent := range agents {
 		start := time.Now()
 		cmd := w.send(mod, room, "!approve "+agent.UserID().String())
-		dm, invitedAt, joinedAt, err := watchDM(w.ctx, agent)
+		dm, invitedAt, joinedAt, err := dmJoined(w.ctx(), agent)
 		if err != nil {
 			b.Fatalf("%s never saw its DM: %v", agent.UserID(), err)
 		}
@@ -599,45 +442,27 @@ func BenchmarkApproveToWelcome(b *testing.B) {
 	b.Log(t)
 }
 
-// watchDM polls p's state store until p knows of an encrypted room it is
-// invited to (agents have no other), then until p is in it, and returns when
-// each happened, give or take the 2 ms polling period. mxclient records
-// neither time.
-func watchDM(ctx context.Context, p *mxclient.Person) (room id.RoomID, invited, joined time.Time, err error) {
+// dmJoined waits until p is invited to a room (agents have no other
+// invitation than their DM) and has joined it, and returns when p's client
+// saw each.
+func dmJoined(ctx context.Context, p *mxclient.Person) (room id.RoomID, invited, joined time.Time, err error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	states, ok := p.Client.StateStore.(crypto.StateStore)
-	if !ok {
-		return "", invited, joined, errors.New("the client's state store cannot list rooms")
+	if room, invited, err = p.WaitInvite(ctx, nil); err != nil {
+		return room, invited, joined, err
 	}
-	poll := time.NewTicker(2 * time.Millisecond)
-	defer poll.Stop()
-	for {
-		if room == "" {
-			rooms, err := states.FindSharedRooms(ctx, p.UserID())
-			if err != nil && ctx.Err() == nil {
-				return "", invited, joined, err
-			}
-			if len(rooms) > 0 {
-				room, invited = rooms[0], time.Now()
-			}
-		}
-		if room != "" && p.Client.StateStore.IsInRoom(ctx, room, p.UserID()) {
-			return room, invited, time.Now(), nil
-		}
-		select {
-		case <-ctx.Done():
-			return room, invited, joined, ctx.Err()
-		case <-poll.C:
-		}
+	if err = p.WaitJoined(ctx, room); err != nil {
+		return room, invited, joined, err
 	}
+	joined, _ = p.JoinedAt(room)
+	return room, invited, joined, nil
 }
 
 // BenchmarkPendingList times the moderator's !pending round trip with
 // 10,000 waiting requests, next to the same command on an empty queue and
 // the moderator's one-hop to a member of the support room.
 func BenchmarkPendingList(b *testing.B) {
-	w := newBenchWorld(b)
+	w := newWorld(b)
 	w.startGuichet()
 	mod, room := w.tb.Moderator, w.tb.SupportRoom
 	observer := w.person("observateur-interieur.gouv.fr")
@@ -652,7 +477,7 @@ func BenchmarkPendingList(b *testing.B) {
 		return rtts, hops
 	}
 	emptyRTT, emptyHops := measure("Aucune demande")
-	insertPending(w.ctx, b, w.app.Store, pendingRows)
+	insertPending(w.ctx(), b, w.app.Store, pendingRows)
 	fullRTT, fullHops := measure(fmt.Sprintf("%d demande(s)", pendingRows))
 	hops := append(emptyHops, fullHops...)
 
@@ -676,13 +501,13 @@ func BenchmarkPendingList(b *testing.B) {
 
 // pending times one !pending from the moderator's send to the reply, which
 // must contain want.
-func (w *benchWorld) pending(want string) time.Duration {
-	w.b.Helper()
+func (w *world) pending(want string) time.Duration {
+	w.t.Helper()
 	start := time.Now()
 	cmd := w.send(w.tb.Moderator, w.tb.SupportRoom, "!pending")
 	m := w.expect(w.tb.Moderator, "the pending list", from(w.tb.Bot.UserID), replyTo(cmd))
 	if !strings.Contains(m.Body, want) {
-		w.b.Fatalf("pending list %q lacks %q", m.Body[:min(len(m.Body), 200)], want)
+		w.t.Fatalf("pending list %q lacks %q", m.Body[:min(len(m.Body), 200)], want)
 	}
 	return m.At.Sub(start)
 }

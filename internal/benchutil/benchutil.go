@@ -87,27 +87,50 @@ func (t *Table) String() string {
 
 // RSS returns the resident set size of process pid (VmRSS), in bytes.
 func RSS(pid int) (int64, error) {
+	m, err := Memory(pid)
+	return m.RSS, err
+}
+
+// Mem is what /proc/<pid>/status says of a process's memory, in bytes.
+type Mem struct {
+	RSS  int64 // VmRSS: resident now
+	Peak int64 // VmHWM: the most it was resident ("high water mark")
+}
+
+// Memory reads VmRSS and VmHWM of process pid.
+func Memory(pid int) (Mem, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, err
+		return Mem{}, err
 	}
 	defer f.Close()
+	var m Mem
+	found := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
+		var dst *int64
 		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
+		if ok {
+			dst = &m.RSS
+		} else if rest, ok = strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			dst = &m.Peak
+		} else {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("bad VmRSS line %q: %w", sc.Text(), err)
+			return Mem{}, fmt.Errorf("bad line %q: %w", sc.Text(), err)
 		}
-		return kb << 10, nil
+		*dst = kb << 10
+		found++
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return Mem{}, err
 	}
-	return 0, fmt.Errorf("no VmRSS for process %d", pid)
+	if found < 2 {
+		return Mem{}, fmt.Errorf("no VmRSS or VmHWM for process %d", pid)
+	}
+	return m, nil
 }
 
 // clockTick is USER_HZ, the unit of /proc/<pid>/stat times: 100 on every

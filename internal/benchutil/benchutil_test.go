@@ -49,6 +49,9 @@ func TestProc(t *testing.T) {
 	if err != nil || rss <= 0 {
 		t.Errorf("RSS = %d, %v", rss, err)
 	}
+	if m, err := Memory(os.Getpid()); err != nil || m.Peak < m.RSS || m.RSS <= 0 {
+		t.Errorf("Memory = %+v, %v", m, err)
+	}
 	if _, err := CPUTime(os.Getpid()); err != nil {
 		t.Errorf("CPUTime: %v", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -44,6 +46,13 @@ type Options struct {
 	DeviceID    id.DeviceID
 	Dir         string // for the crypto database
 	Log         zerolog.Logger
+	// InMemory keeps the E2EE keys and the room state in memory instead of
+	// a SQLite file: a cheaper person for benchmarks with many of them (Dir
+	// is then unused, and nothing survives Close).
+	InMemory bool
+	// HTTPClient replaces mautrix's own (whose transport keeps only two
+	// idle connections per host), e.g. to share one pool among many people.
+	HTTPClient *http.Client
 }
 
 // Person is a syncing Matrix client.
@@ -56,9 +65,12 @@ type Person struct {
 	messages []Message
 	joined   []id.RoomID
 	invites  map[id.RoomID]bool
+	invitAt  map[id.RoomID]time.Time // when each invitation was first seen
+	joinAt   map[id.RoomID]time.Time // when the person's own join was first seen
 
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel    context.CancelFunc
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // Start logs the person in with encryption and starts syncing.
@@ -69,7 +81,15 @@ func Start(ctx context.Context, opts Options) (*Person, error) {
 	}
 	cli.DeviceID = opts.DeviceID
 	cli.Log = opts.Log
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("test pickle key for "+opts.UserID), filepath.Join(opts.Dir, "crypto-"+opts.DeviceID.String()+".db"))
+	if opts.HTTPClient != nil {
+		cli.Client = opts.HTTPClient
+	}
+	var store any = filepath.Join(opts.Dir, "crypto-"+opts.DeviceID.String()+".db")
+	if opts.InMemory {
+		cli.StateStore = mautrix.NewMemoryStateStore()
+		store = crypto.NewMemoryStore(nil)
+	}
+	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("test pickle key for "+opts.UserID), store)
 	if err != nil {
 		return nil, err
 	}
@@ -77,9 +97,14 @@ func Start(ctx context.Context, opts Options) (*Person, error) {
 		return nil, fmt.Errorf("failed to init crypto for %s: %w", opts.UserID, err)
 	}
 	cli.Crypto = helper
-	p := &Person{Client: cli, crypto: helper, invites: map[id.RoomID]bool{}, done: make(chan struct{})}
+	p := &Person{Client: cli, crypto: helper, invites: map[id.RoomID]bool{},
+		invitAt: map[id.RoomID]time.Time{}, joinAt: map[id.RoomID]time.Time{}, done: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	syncer := cli.Syncer.(*mautrix.DefaultSyncer)
+	if opts.InMemory {
+		// cryptohelper keeps a state store up to date only when it made it.
+		syncer.OnEvent(cli.StateStoreSyncHandler)
+	}
 	syncer.OnEventType(event.EventMessage, p.onMessage)
 	syncer.OnEventType(event.StateMember, p.onMember)
 
@@ -114,6 +139,7 @@ func (p *Person) onMember(ctx context.Context, evt *event.Event) {
 	if evt.GetStateKey() != p.Client.UserID.String() {
 		return
 	}
+	now := time.Now()
 	switch evt.Content.AsMember().Membership {
 	case event.MembershipInvite:
 		if evt.Mautrix.EventSource&event.SourceInvite == 0 {
@@ -121,7 +147,11 @@ func (p *Person) onMember(ctx context.Context, evt *event.Event) {
 		}
 		p.mu.Lock()
 		seen := p.invites[evt.RoomID]
-		p.invites[evt.RoomID] = true
+		if !seen {
+			p.invites[evt.RoomID] = true
+			p.invitAt[evt.RoomID] = now
+		}
+		p.cond.Broadcast()
 		p.mu.Unlock()
 		if !seen {
 			go func() {
@@ -132,10 +162,45 @@ func (p *Person) onMember(ctx context.Context, evt *event.Event) {
 		p.mu.Lock()
 		if !slices.Contains(p.joined, evt.RoomID) {
 			p.joined = append(p.joined, evt.RoomID)
+			p.joinAt[evt.RoomID] = now
 		}
 		p.cond.Broadcast()
 		p.mu.Unlock()
 	}
+}
+
+// InviteAt tells when the person's client first saw an invitation to room.
+func (p *Person) InviteAt(room id.RoomID) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.invitAt[room]
+	return at, ok
+}
+
+// JoinedAt tells when the person's client first saw its own join of room
+// (the sync that carried it, not the join call's answer).
+func (p *Person) JoinedAt(room id.RoomID) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.joinAt[room]
+	return at, ok
+}
+
+// WaitInvite waits until the person has been invited to a room that match
+// accepts (nil: any) and returns the earliest such room with the time its
+// invitation was seen.
+func (p *Person) WaitInvite(ctx context.Context, match func(id.RoomID) bool) (id.RoomID, time.Time, error) {
+	var room id.RoomID
+	var at time.Time
+	err := p.waitFor(ctx, func() bool {
+		for r, t := range p.invitAt {
+			if (match == nil || match(r)) && (room == "" || t.Before(at)) {
+				room, at = r, t
+			}
+		}
+		return room != ""
+	})
+	return room, at, err
 }
 
 func (p *Person) onMessage(_ context.Context, evt *event.Event) {
@@ -224,11 +289,12 @@ func (p *Person) Send(ctx context.Context, room id.RoomID, content *event.Messag
 	return resp.EventID, nil
 }
 
-// Close stops syncing and closes the crypto database.
+// Close stops syncing and closes the crypto database. It may be called
+// more than once.
 func (p *Person) Close() {
 	p.cancel()
 	<-p.done
-	_ = p.crypto.Close()
+	p.closeOnce.Do(func() { _ = p.crypto.Close() })
 }
 
 // CreateDM opens an encrypted direct message with other, as Tchap clients do.
@@ -250,24 +316,20 @@ func (p *Person) CreateDM(ctx context.Context, other id.UserID) (id.RoomID, erro
 
 // WaitMember waits until user has joined room, as seen by p.
 func (p *Person) WaitMember(ctx context.Context, room id.RoomID, user id.UserID) error {
-	for {
-		m, err := p.Client.StateStore.GetMember(ctx, room, user)
-		if err == nil && m != nil && m.Membership == event.MembershipJoin {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return p.WaitMembership(ctx, room, user, event.MembershipJoin)
 }
 
 // WaitLeft waits until user has left room, as seen by p.
 func (p *Person) WaitLeft(ctx context.Context, room id.RoomID, user id.UserID) error {
+	return p.WaitMembership(ctx, room, user, event.MembershipLeave)
+}
+
+// WaitMembership waits until user's membership of room is one of want, as
+// seen by p's state store.
+func (p *Person) WaitMembership(ctx context.Context, room id.RoomID, user id.UserID, want ...event.Membership) error {
 	for {
 		m, err := p.Client.StateStore.GetMember(ctx, room, user)
-		if err == nil && m != nil && m.Membership == event.MembershipLeave {
+		if err == nil && m != nil && slices.Contains(want, m.Membership) {
 			return nil
 		}
 		select {
