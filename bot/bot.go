@@ -105,6 +105,7 @@ type Store interface {
 	Setting(ctx context.Context, key string) (string, bool, error)
 	SetSetting(ctx context.Context, key, value string, at time.Time) error
 	StatsSince(ctx context.Context, since time.Time) (store.Stats, error)
+	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -214,7 +215,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	}()
 	go func() {
 		defer b.work.Done()
-		b.remindLoop(syncCtx)
+		b.housekeeping(syncCtx)
 	}()
 	if err := b.resumeInbox(syncCtx); err != nil {
 		return err

@@ -13,19 +13,33 @@ import (
 // restart does not remind it again within the interval.
 const settingLastReminder = "reminder.last"
 
-func (b *Bot) remindLoop(ctx context.Context) {
-	if b.cfg.ReminderAfter <= 0 {
-		return
-	}
+// retention is how long handled events and delivered messages are kept
+// for deduplication: far longer than any sync replay or restart.
+const retention = 14 * 24 * time.Hour
+
+// housekeeping reminds the room of stale requests and prunes old
+// deduplication rows, on a ticker.
+func (b *Bot) housekeeping(ctx context.Context) {
 	ticker := time.NewTicker(b.cfg.ReminderCheck)
 	defer ticker.Stop()
+	var lastPrune time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+		}
+		if b.cfg.ReminderAfter > 0 {
 			if err := b.remind(ctx); err != nil && ctx.Err() == nil {
 				zerolog.Ctx(ctx).Err(err).Msg("Failed to check for stale requests")
+			}
+		}
+		if now := b.now(); now.Sub(lastPrune) >= time.Hour {
+			lastPrune = now
+			if n, err := b.store.Prune(ctx, now.Add(-retention)); err != nil && ctx.Err() == nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to prune old rows")
+			} else if n > 0 {
+				zerolog.Ctx(ctx).Info().Int64("rows", n).Msg("Pruned old deduplication rows")
 			}
 		}
 	}

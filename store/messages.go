@@ -363,3 +363,20 @@ func (s *Store) UsageSince(ctx context.Context, user id.UserID, since time.Time)
 		FROM usage_ledger WHERE user_id=$1 AND at >= $2 AND outcome='ok'`, user, ms(since)).Scan(&t.Questions, &t.PromptTokens, &t.CompletionTokens)
 	return t, err
 }
+
+// Prune deletes what only served idempotency and is old enough not to be
+// replayed: finished inbox rows and delivered outbox rows before a time.
+// Acknowledgements stay (moderators react to them to decide).
+func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.Exec(ctx, `DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < $1`, ms(before))
+	if err != nil {
+		return 0, fmt.Errorf("failed to prune inbox: %w", err)
+	}
+	inbox, _ := res.RowsAffected()
+	res, err = s.db.Exec(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1 AND key NOT LIKE 'ack:%'`, ms(before))
+	if err != nil {
+		return inbox, fmt.Errorf("failed to prune outbox: %w", err)
+	}
+	outbox, _ := res.RowsAffected()
+	return inbox + outbox, nil
+}

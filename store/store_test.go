@@ -953,3 +953,49 @@ func TestConcurrentApprove(t *testing.T) {
 		}
 	}
 }
+
+func TestPruneKeepsRecentRowsAndAcknowledgements(t *testing.T) {
+	ctx := context.Background()
+	st, _ := open(t)
+	old, recent := t0, t0.Add(20*24*time.Hour)
+	for _, it := range []struct {
+		evt id.EventID
+		at  time.Time
+	}{{"$old", old}, {"$recent", recent}, {"$open", old}} {
+		if _, err := st.AddInbox(ctx, store.InboxItem{EventID: it.evt, RoomID: room, Sender: alice, EventJSON: []byte("{}"), ReceivedAt: it.at}); err != nil {
+			t.Fatal(err)
+		}
+		if it.evt != "$open" {
+			if err := st.MarkDone(ctx, it.evt, it.at); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, key := range []string{"ack:$old", "reply:$old", "reply:$recent"} {
+		at := old
+		if key == "reply:$recent" {
+			at = recent
+		}
+		if err := st.Enqueue(ctx, store.Outgoing{Key: key, RoomID: room, MsgType: "m.notice", Markdown: "x", CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.MarkSent(ctx, key, id.EventID("$sent-"+key), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := st.Prune(ctx, recent.Add(-14*24*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want 2 rows (old inbox, old reply)", n, err)
+	}
+	if rec, _, _ := st.InboxDone(ctx, "$old"); rec {
+		t.Error("old finished inbox row kept")
+	}
+	for _, evt := range []id.EventID{"$recent", "$open"} {
+		if rec, _, _ := st.InboxDone(ctx, evt); !rec {
+			t.Errorf("inbox row %s pruned", evt)
+		}
+	}
+	if key, ok, _ := st.OutgoingKeyForEvent(ctx, "$sent-ack:$old"); !ok || key != "ack:$old" {
+		t.Error("an acknowledgement was pruned: reactions to it would no longer decide")
+	}
+}
