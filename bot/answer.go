@@ -91,7 +91,9 @@ func (s *stream) run(ctx context.Context) {
 			s.mu.Lock()
 			s.typing = true
 			s.mu.Unlock()
-			_, _ = s.b.client.UserTyping(ctx, s.room, true, typingTimeout)
+			s.b.background(ctx, func(ctx context.Context) {
+				_, _ = s.b.client.UserTyping(ctx, s.room, true, typingTimeout)
+			})
 			next = time.After(time.Until(start.Add(placeholderAfter)))
 		case <-s.wake:
 			if next == nil && time.Since(start) >= placeholderAfter {
@@ -153,7 +155,11 @@ func (s *stream) finish(ctx context.Context) id.EventID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.typing {
-		_, _ = s.b.client.UserTyping(ctx, s.room, false, 0)
+		// Not waited for: under load a typing request can take longer
+		// than the answer it announces.
+		s.b.background(ctx, func(ctx context.Context) {
+			_, _ = s.b.client.UserTyping(ctx, s.room, false, 0)
+		})
 	}
 	return s.placeholder
 }

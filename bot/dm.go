@@ -27,7 +27,7 @@ func (b *Bot) converse(ctx context.Context, item store.InboxItem) {
 	b.convMu.Lock()
 	ch, ok := b.convs[item.RoomID]
 	if !ok {
-		ch = make(chan store.InboxItem, 256)
+		ch = make(chan store.InboxItem, 32)
 		b.convs[item.RoomID] = ch
 		b.work.Add(1)
 		go b.convWorker(ctx, item.RoomID, ch)

@@ -25,7 +25,14 @@ type syncer struct {
 }
 
 func newSyncer(b *Bot) *syncer {
-	return &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b}
+	s := &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b}
+	// Typing notices and receipts (our own included) would wake the sync
+	// for nothing: guichet never reads them.
+	s.FilterJSON = &mautrix.Filter{Room: &mautrix.RoomFilter{
+		Timeline:  &mautrix.FilterPart{Limit: 50},
+		Ephemeral: &mautrix.FilterPart{NotTypes: []event.Type{event.EphemeralEventTyping, event.EphemeralEventReceipt}},
+	}}
+	return s
 }
 
 type deferredStore struct {
