@@ -345,10 +345,8 @@ func (b *Bot) cmdOverload(ctx context.Context, evt *event.Event, cmd command) (s
 	if err != nil {
 		return "", err
 	}
-	return textOverloadSet(on, b.limiterFactor()) + b.welcomePromoted(ctx, promoted), nil
+	return textOverloadSet(on, b.cfg.OverloadFactor) + b.welcomePromoted(ctx, promoted), nil
 }
-
-func (b *Bot) limiterFactor() float64 { return b.cfg.OverloadFactor }
 
 func (b *Bot) cmdQuotaOverride(ctx context.Context, _ *event.Event, cmd command) (string, error) {
 	targets, spec, problem := parseTargets(cmd, 1)
