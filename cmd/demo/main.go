@@ -278,7 +278,6 @@ func (s *script) play() error {
 	}
 	mod := &actor{name: "Modérateur", person: s.tb.Moderator}
 	s.people = append(s.people, mod)
-	room := s.tb.SupportRoom
 	for _, step := range []struct {
 		title string
 		run   func() error
@@ -297,7 +296,6 @@ func (s *script) play() error {
 			return fmt.Errorf("%s: %w", step.title, err)
 		}
 	}
-	_ = room
 	return nil
 }
 
