@@ -145,7 +145,9 @@ type Bot struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
-	wake      chan struct{} // nudges the outbox
+	wake      chan struct{}  // nudges the outbox
+	joins     sync.WaitGroup // invites being accepted
+	joinSem   chan struct{}  // bounds parallel joins
 	work      sync.WaitGroup
 
 	convMu sync.Mutex
@@ -173,7 +175,7 @@ func New(cfg Config, deps Deps) *Bot {
 		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
 		limiter: deps.Limiter, gate: deps.Gate,
 		log: deps.Log, now: now, moderators: mods,
-		ready: make(chan struct{}), wake: make(chan struct{}, 1),
+		ready: make(chan struct{}), wake: make(chan struct{}, 1), joinSem: make(chan struct{}, 8),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}
 	b.alerts = &alerts{b: b, open: map[albert.Class]time.Time{}}

@@ -69,6 +69,9 @@ func (s *syncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, sin
 	if err := s.DefaultSyncer.ProcessResponse(ctx, res, since); err != nil {
 		return err
 	}
+	// Invites of this sync are joined in parallel; the token moves only
+	// once they are all done, so a crash cannot lose one.
+	s.bot.joins.Wait()
 	if err := s.store.commit(ctx); err != nil {
 		return err
 	}
@@ -139,6 +142,19 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	if content.Membership != event.MembershipInvite {
 		return
 	}
+	// Joining takes a round trip per room (a second under load): done in
+	// parallel, so that a burst of new DMs does not hold the sync back, and
+	// with it the to-device messages that start their Olm sessions.
+	b.joins.Add(1)
+	go func() {
+		defer b.joins.Done()
+		b.joinSem <- struct{}{}
+		defer func() { <-b.joinSem }()
+		b.acceptInvite(ctx, evt, content)
+	}()
+}
+
+func (b *Bot) acceptInvite(ctx context.Context, evt *event.Event, content *event.MemberEventContent) {
 	log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
 	if _, err := b.client.JoinRoomByID(ctx, evt.RoomID); err != nil {
 		log.Err(err).Msg("Failed to accept invite")
