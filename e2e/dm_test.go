@@ -303,11 +303,10 @@ func TestDMCommandsAndBadInput(t *testing.T) {
 		t.Error("a file or a huge message reached Albert")
 	}
 	empty := w.send(alice, dm, "   ")
-	barrier := cmd("!aide")
+	cmd("!aide") // a later exchange: the empty message had its chance to be answered
 	if count(alice, from(bot), replyTo(empty)) != 0 {
 		t.Error("an empty message was answered")
 	}
-	_ = barrier
 
 	// A room with more than two people: one notice, then guichet leaves.
 	group, err := alice.Client.CreateRoom(w.ctx(), &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot, w.tb.Moderator.UserID()}})
