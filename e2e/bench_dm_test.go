@@ -203,7 +203,10 @@ type agentsWorld struct {
 	hsPID   int // Dendrite's process
 }
 
-func newAgentsWorld(b *testing.B, bin string, params agentsParams, n int) *agentsWorld {
+// newAgentsWorld runs guichet's binary behind the counting proxy, per-agent
+// limits wide open; conc is limits.global.max_concurrent (0: wide open too,
+// to measure guichet's own cost rather than its queue).
+func newAgentsWorld(b *testing.B, bin string, params agentsParams, n, conc int) *agentsWorld {
 	b.Helper()
 	w := newWorld(b)
 	aw := &agentsWorld{world: w, params: params, bot: w.tb.Bot.UserID, warns: &warnCounter{counts: map[string]int{}}}
@@ -223,13 +226,17 @@ func newAgentsWorld(b *testing.B, bin string, params agentsParams, n int) *agent
 	cfg := *w.cfg
 	cfg.Matrix.Homeserver = aw.hs.URL
 	aw.dbPath = cfg.Database.URI
-	// Limits wide open: this measures guichet's own cost, not its queue.
 	cfg.Limits.PerUser.MessagesPerMinute = 1000
 	cfg.Limits.PerUser.Burst = 1000
 	cfg.Limits.PerUser.MessagesPerDay = 100_000
 	cfg.Limits.PerUser.TokensPerDay = 100_000_000
 	cfg.Limits.Global.MaxConcurrent = 100_000
-	cfg.Limits.Global.QueueSize = 100_000
+	if conc > 0 {
+		cfg.Limits.Global.MaxConcurrent = conc
+	}
+	cfg.Limits.Global.QueueSize = max(100_000, 2*n)
+	cfg.Limits.Global.RequestsPerMinute = 0
+	cfg.Limits.Global.TokensPerMinute = 0
 	configPath := filepath.Join(w.dir, "config.yaml")
 	writeConfigYAML(b, configPath, &cfg)
 	logPath := filepath.Join(w.dir, "guichet.log")
@@ -639,7 +646,7 @@ const syncEndpoint = "GET /_matrix/client/v3/sync"
 
 // runAgents is one N: onboarding, then the questions, then the figures.
 func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
-	aw := newAgentsWorld(b, bin, params, n)
+	aw := newAgentsWorld(b, bin, params, n, 0)
 	run := agentsRun{name: fmt.Sprintf("N=%d", n), agents: n}
 	setup := time.Now()
 	agents := aw.newAgents("agent", n)
@@ -805,7 +812,7 @@ func requestsTable(title string, c hsproxy.Counts, answers int) *benchutil.Table
 // sessions, each of which claims one of its one-time keys (Dendrite has no
 // fallback keys).
 func benchNewDMs(b *testing.B, bin string, params agentsParams, n int) agentsRun {
-	aw := newAgentsWorld(b, bin, params, n)
+	aw := newAgentsWorld(b, bin, params, n, 0)
 	run := agentsRun{name: fmt.Sprintf("%d new DMs", n), agents: n}
 	agents := aw.newAgents("nouveau", n)
 	_, _, _, idle := aw.hopPair(20)

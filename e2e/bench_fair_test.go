@@ -30,9 +30,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,9 +39,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
-	"guichet/albert/fakealbert"
 	"guichet/internal/benchutil"
-	"guichet/internal/hsproxy"
 	"guichet/internal/mxclient"
 )
 
@@ -75,58 +71,6 @@ func BenchmarkFairShare(b *testing.B) {
 	for range b.N {
 		runFairShare(b, bin, params, agentsN, perAgent, conc)
 	}
-}
-
-// newFairWorld is newAgentsWorld with the gate at conc and a queue large
-// enough for every agent, per-agent limits wide open.
-func newFairWorld(b *testing.B, bin string, params agentsParams, n, conc int) *agentsWorld {
-	b.Helper()
-	w := newWorld(b)
-	aw := &agentsWorld{world: w, params: params, bot: w.tb.Bot.UserID, warns: &warnCounter{counts: map[string]int{}}}
-	w.tb.Albert.SetLatency(params.latency)
-	w.tb.Albert.SetTokenDelay(params.tokenDelay())
-	w.tb.Albert.SetReply(func(fakealbert.Request) string { return benchAnswer })
-
-	var err error
-	if aw.hs, err = hsproxy.Start(w.tb.HS.URL); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(aw.hs.Close)
-	aw.http = &http.Client{Timeout: 3 * time.Minute, Transport: &http.Transport{
-		Proxy: nil, MaxIdleConnsPerHost: 2*n + 16, IdleConnTimeout: 90 * time.Second,
-	}}
-
-	cfg := *w.cfg
-	cfg.Matrix.Homeserver = aw.hs.URL
-	aw.dbPath = cfg.Database.URI
-	cfg.Limits.PerUser.MessagesPerMinute = 1000
-	cfg.Limits.PerUser.Burst = 1000
-	cfg.Limits.PerUser.MessagesPerDay = 100_000
-	cfg.Limits.PerUser.TokensPerDay = 100_000_000
-	cfg.Limits.Global.MaxConcurrent = conc
-	cfg.Limits.Global.QueueSize = max(100_000, 2*n)
-	cfg.Limits.Global.RequestsPerMinute = 0
-	cfg.Limits.Global.TokensPerMinute = 0
-	configPath := filepath.Join(w.dir, "config.yaml")
-	writeConfigYAML(b, configPath, &cfg)
-	logPath := filepath.Join(w.dir, "guichet.log")
-	aw.guichet = startBinary(b, bin, configPath, logPath)
-	if aw.hsPID, err = benchutil.FindProcess(filepath.Join(w.dir, "dendrite", "dendrite.yaml")); err != nil {
-		b.Fatalf("failed to find Dendrite's process: %v", err)
-	}
-	if params.logDir != "" {
-		b.Cleanup(func() {
-			raw, err := os.ReadFile(logPath)
-			if err == nil {
-				name := strings.NewReplacer("/", "_", "=", "").Replace(b.Name()) + ".log"
-				err = os.WriteFile(filepath.Join(params.logDir, name), raw, 0o644)
-			}
-			if err != nil {
-				b.Logf("could not keep guichet's log: %v", err)
-			}
-		})
-	}
-	return aw
 }
 
 // fairQuestion is what an agent saw of one question.
@@ -218,7 +162,7 @@ func (aw *agentsWorld) fairDuplicates(a *mxclient.Person, q fairQuestion) int {
 }
 
 func runFairShare(b *testing.B, bin string, params agentsParams, n, perAgent, conc int) {
-	aw := newFairWorld(b, bin, params, n, conc)
+	aw := newAgentsWorld(b, bin, params, n, conc)
 	L := params.albertTime()
 	setup := time.Now()
 	agents := aw.newAgents("equite", n)
