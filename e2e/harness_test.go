@@ -187,7 +187,15 @@ func (w *world) send(p *mxclient.Person, room id.RoomID, text string) id.EventID
 }
 
 // expect waits until p sees a message matching every condition.
-func (w *world) expect(p *mxclient.Person, what string, conds ...cond) mxclient.Message {
+// viewer is a person on Matrix whatever their client: mxclient.Person or
+// jsagent.Agent (matrix-js-sdk).
+type viewer interface {
+	UserID() id.UserID
+	WaitMessage(ctx context.Context, match func(mxclient.Message) bool) (mxclient.Message, error)
+	Messages() []mxclient.Message
+}
+
+func (w *world) expect(p viewer, what string, conds ...cond) mxclient.Message {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -210,7 +218,7 @@ func (w *world) expect(p *mxclient.Person, what string, conds ...cond) mxclient.
 }
 
 // count returns how many messages p saw that match.
-func count(p *mxclient.Person, conds ...cond) int {
+func count(p viewer, conds ...cond) int {
 	n := 0
 	for _, m := range p.Messages() {
 		ok := true

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"os"
 	"strings"
 	"testing"
@@ -47,24 +46,7 @@ func TestTchapWebClientFullFlow(t *testing.T) {
 
 	expect := func(what string, conds ...cond) mxclient.Message {
 		t.Helper()
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		defer cancel()
-		m, err := alice.WaitMessage(wctx, func(m mxclient.Message) bool {
-			for _, c := range conds {
-				if !c(m) {
-					return false
-				}
-			}
-			return true
-		})
-		if err != nil {
-			var seen []string
-			for _, m := range alice.Messages() {
-				seen = append(seen, string(m.Sender)+": "+m.Body)
-			}
-			t.Fatalf("alice (matrix-js-sdk) never saw %s: %v; saw:\n%s", what, err, strings.Join(seen, "\n"))
-		}
-		return m
+		return w.expect(alice, what, conds...)
 	}
 
 	if err := alice.Join(ctx, room.String()); err != nil {
