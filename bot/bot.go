@@ -249,7 +249,7 @@ func (b *Bot) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to set up encryption: %w", err)
 	}
-	if b.cfg.AccessToken == "" {
+	if b.cfg.AccessToken == "" && !b.resumeSession(ctx, cli) {
 		helper.LoginAs = &mautrix.ReqLogin{
 			Type:                     mautrix.AuthTypePassword,
 			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: string(b.cfg.UserID)},
@@ -266,6 +266,9 @@ func (b *Bot) connect(ctx context.Context) error {
 	}
 	cli.Crypto = helper
 	b.crypto = helper
+	if helper.LoginAs != nil {
+		b.saveSession(ctx, cli)
+	}
 	// The sync token is saved only after each sync's events are recorded.
 	cli.Store = syncer.wrapStore(cli.Store)
 	syncer.register()
@@ -288,6 +291,40 @@ func (b *Bot) connect(ctx context.Context) error {
 	}
 	zerolog.Ctx(ctx).Info().Stringer("device_id", cli.DeviceID).Stringer("support_room", room).Msg("Connected to the homeserver")
 	return nil
+}
+
+// sessionKey is the setting holding the session obtained with the password.
+const sessionKey = "matrix_session"
+
+// resumeSession reuses the access token of the last password login when it is
+// still valid. Keeping one token keeps the homeserver's transaction-id
+// deduplication working across restarts, so a send interrupted by a crash and
+// repeated afterwards is not delivered twice.
+func (b *Bot) resumeSession(ctx context.Context, cli *mautrix.Client) bool {
+	raw, ok, err := b.store.Setting(ctx, sessionKey)
+	if err != nil || !ok {
+		return false
+	}
+	user, rest, _ := strings.Cut(raw, "|")
+	device, token, _ := strings.Cut(rest, "|")
+	if id.UserID(user) != b.cfg.UserID || device == "" || token == "" {
+		return false
+	}
+	cli.AccessToken, cli.DeviceID = token, id.DeviceID(device)
+	resp, err := cli.Whoami(ctx)
+	if err != nil || resp.DeviceID != cli.DeviceID {
+		zerolog.Ctx(ctx).Info().Err(err).Msg("Saved session no longer valid, logging in again")
+		cli.AccessToken, cli.DeviceID = "", b.cfg.DeviceID
+		return false
+	}
+	return true
+}
+
+func (b *Bot) saveSession(ctx context.Context, cli *mautrix.Client) {
+	value := cli.UserID.String() + "|" + cli.DeviceID.String() + "|" + cli.AccessToken
+	if err := b.store.SetSetting(ctx, sessionKey, value, b.now()); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to save the session")
+	}
 }
 
 func (b *Bot) resolveRoom(ctx context.Context, room string) (id.RoomID, error) {

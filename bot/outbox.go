@@ -82,7 +82,10 @@ func (b *Bot) deliverPending(ctx context.Context) {
 					if ctx.Err() != nil {
 						return
 					}
-					if err := b.deliver(ctx, m); err != nil {
+					sendCtx, done := finishing(ctx, sendGrace)
+					err := b.deliver(sendCtx, m)
+					done()
+					if err != nil {
 						zerolog.Ctx(ctx).Err(err).Str("key", m.Key).Int("attempts", m.Attempts+1).Msg("Failed to deliver message")
 						if ferr := b.store.MarkFailed(ctx, m.Key, err.Error()); ferr != nil {
 							zerolog.Ctx(ctx).Err(ferr).Msg("Failed to record delivery failure")
@@ -98,6 +101,19 @@ func (b *Bot) deliverPending(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// sendGrace is how long a send already under way may still take once
+// shutdown begins: cancelling it after the homeserver has accepted the event
+// would leave it unrecorded, and it would be sent again after the restart.
+const sendGrace = 5 * time.Second
+
+// finishing returns a context that outlives ctx by grace, for work that must
+// not be cut in the middle.
+func finishing(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	c, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(grace, cancel) })
+	return c, func() { stop(); cancel() }
 }
 
 // txnID derives the Matrix transaction id from the outbox key, so that a

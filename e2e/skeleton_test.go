@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"database/sql"
 	"errors"
 	"strings"
 	"testing"
 
+	_ "github.com/mattn/go-sqlite3"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -211,5 +213,39 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 	}
 	if n := w.tb.Albert.Calls(); n != 2 {
 		t.Errorf("Albert was called %d times, want 2", n)
+	}
+}
+
+// A crash between the homeserver accepting a message and guichet recording it
+// sends the message again at restart; the homeserver must recognise it.
+func TestSendRepeatedAfterCrashIsDeliveredOnce(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot := w.tb.Bot.UserID
+	alice := w.person("alice.martin-interieur.gouv.fr")
+	dm := approveAndWelcome(t, w, alice)
+	acc := w.send(alice, dm, "!accepter")
+	w.expect(alice, "the consent confirmation", from(bot), in(dm), replyTo(acc))
+	w.stopGuichet()
+
+	// What a crash just after the send leaves behind: the message still unsent.
+	db, err := sql.Open("sqlite3", "file:"+w.cfg.Database.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := db.Exec(`UPDATE outbox SET sent_at=NULL, event_id='' WHERE reply_to=?`, acc.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%d outbox rows reply to !accepter, want 1", n)
+	}
+	db.Close()
+
+	w.startGuichet()
+	q := w.send(alice, dm, "Une question après la reprise")
+	w.expect(alice, "the answer after the restart", from(bot), in(dm), replyTo(q))
+	if n := count(alice, from(bot), replyTo(acc)); n != 1 {
+		t.Errorf("alice saw %d consent confirmations, want 1", n)
 	}
 }
