@@ -269,6 +269,7 @@ func (b *Bot) connect(ctx context.Context) error {
 	if helper.LoginAs != nil {
 		b.saveSession(ctx, cli)
 	}
+	syncer.otk = &otkKeeper{mach: helper.Machine(), now: b.now}
 	// The sync token is saved only after each sync's events are recorded.
 	cli.Store = syncer.wrapStore(cli.Store)
 	syncer.register()

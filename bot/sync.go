@@ -22,6 +22,7 @@ type syncer struct {
 	*mautrix.DefaultSyncer
 	bot   *Bot
 	store *deferredStore
+	otk   *otkKeeper
 }
 
 func newSyncer(b *Bot) *syncer {
@@ -66,6 +67,9 @@ func (s *syncer) wrapStore(inner mautrix.SyncStore) mautrix.SyncStore {
 
 // ProcessResponse implements mautrix.Syncer.
 func (s *syncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, since string) error {
+	if s.otk != nil {
+		s.otk.hide(res)
+	}
 	if err := s.DefaultSyncer.ProcessResponse(ctx, res, since); err != nil {
 		return err
 	}
@@ -82,6 +86,9 @@ func (s *syncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, sin
 // register adds guichet's handlers; it runs after cryptohelper.Init so the
 // crypto machine sees to-device keys first.
 func (s *syncer) register() {
+	if s.otk != nil {
+		s.OnSync(s.otk.topUp)
+	}
 	s.OnSync(s.dropOldMessages)
 	s.OnEventType(event.StateMember, s.bot.onMember)
 	s.OnEventType(event.EventMessage, s.bot.onMessage)
