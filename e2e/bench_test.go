@@ -282,7 +282,11 @@ func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-config", configPath)
+	args := []string{"-config", configPath}
+	if dir := os.Getenv("GUICHET_BENCH_CPUPROFILE"); dir != "" {
+		args = append(args, "-cpuprofile", filepath.Join(dir, strings.NewReplacer("/", "_", "=", "").Replace(tb.Name())+".pprof"))
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = withoutGuichetEnv(os.Environ())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

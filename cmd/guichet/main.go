@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -38,8 +39,23 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	flags := flag.NewFlagSet("guichet", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables override it")
+	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	if err := flags.Parse(args); err != nil {
 		return exitUsage
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "guichet: cannot write the CPU profile:", err)
+			return exitUsage
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
 	}
 	start := time.Now()
 	cfg, err := config.Load(*configFile, lookupEnv)
