@@ -51,6 +51,7 @@ type stream struct {
 	placeholder id.EventID
 	typing      bool
 	lastSend    time.Time
+	waiting     bool // the display waits for new text: update wakes it
 
 	wake chan struct{}
 	stop chan struct{}
@@ -64,15 +65,30 @@ func (b *Bot) newStream(ctx context.Context, room id.RoomID, reply id.EventID, k
 	return s
 }
 
-// update records the text so far (called by the Albert client).
+// update records the text so far (called by the Albert client for each
+// piece). It wakes the display only when the display waits for text: most
+// pieces arrive while an edit is not yet due and cost nothing more.
 func (s *stream) update(text string) {
 	s.mu.Lock()
 	s.text = text
+	wake := s.waiting
+	s.waiting = false
 	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	if wake {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// wait reports whether the display has nothing new to show; if so, the next
+// update wakes it.
+func (s *stream) wait() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiting = s.text == s.shown
+	return s.waiting
 }
 
 func (s *stream) run(ctx context.Context) {
@@ -96,20 +112,21 @@ func (s *stream) run(ctx context.Context) {
 			})
 			next = time.After(time.Until(start.Add(placeholderAfter)))
 		case <-s.wake:
-			if next == nil && time.Since(start) >= placeholderAfter {
-				next = time.After(0)
-			}
+			next = time.After(0)
 		case <-next:
 			next = nil
 			if s.show(ctx) {
 				next = time.After(s.b.cfg.EditInterval)
+			} else if !s.wait() {
+				next = time.After(0)
 			}
 		}
 	}
 }
 
 // show sends the placeholder or an edit with the text so far; it reports
-// whether something was sent (so that the next edit waits EditInterval).
+// whether it tried (so that the next edit waits EditInterval), or had
+// nothing new to show.
 func (s *stream) show(ctx context.Context) bool {
 	s.mu.Lock()
 	text, shown, placeholder := s.text, s.shown, s.placeholder
@@ -136,7 +153,7 @@ func (s *stream) show(ctx context.Context) bool {
 	resp, err := s.b.client.SendMessageEvent(ctx, s.room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txn})
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to show partial answer")
-		return false
+		return true // tried: the next attempt waits EditInterval too
 	}
 	s.mu.Lock()
 	s.shown = text

@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -96,8 +97,8 @@ func (s *syncer) register() {
 }
 
 // dropOldMessages removes timeline messages guichet must not act on: all of
-// them in the very first sync (history), and in the support room those
-// older than the bot's own join. State events stay, so members and power
+// them in the very first sync (history), its own, and in the support room
+// those older than the bot's own join. State events stay, so members and power
 // levels are known.
 func (s *syncer) dropOldMessages(ctx context.Context, res *mautrix.RespSync, since string) bool {
 	for roomID, room := range res.Rooms.Join {
@@ -105,6 +106,11 @@ func (s *syncer) dropOldMessages(ctx context.Context, res *mautrix.RespSync, sin
 			room.Timeline.Events = keepState(room.Timeline.Events, len(room.Timeline.Events))
 			continue
 		}
+		// guichet's own messages come back in every sync: nothing to do with
+		// them, and decrypting them would cost as much as reading a question.
+		room.Timeline.Events = slices.DeleteFunc(room.Timeline.Events, func(evt *event.Event) bool {
+			return evt.Sender == s.bot.client.UserID && evt.StateKey == nil
+		})
 		if roomID != s.bot.supportRoom {
 			continue
 		}
