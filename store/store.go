@@ -39,8 +39,16 @@ func Open(path string) (*dbutil.Database, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
 	}
+	// SQLite writes one at a time anyway; a small pool of long-lived
+	// connections keeps their prepared statements and page caches warm and
+	// bounds the memory they use.
+	db.RawDB.SetMaxOpenConns(maxConns)
+	db.RawDB.SetMaxIdleConns(maxConns)
 	return db, nil
 }
+
+// maxConns bounds the SQLite connections.
+const maxConns = 4
 
 // withDefault adds key=value to a SQLite URI that does not set key.
 func withDefault(uri, key, value string) string {

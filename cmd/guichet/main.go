@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"syscall"
 	"time"
@@ -32,6 +33,14 @@ const (
 )
 
 func main() {
+	// guichet waits on the network nearly all the time. One thread running
+	// Go code is enough, and saves what the scheduler spends waking idle
+	// threads for each streamed piece of an answer (make bench, 100 agents:
+	// 4.7 vs 5.2 ms of CPU per answer, 35.5 vs 42.5 MB peak RSS). The
+	// GOMAXPROCS environment variable still decides when set.
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		runtime.GOMAXPROCS(1)
+	}
 	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stderr))
 }
 
