@@ -293,18 +293,14 @@ func TestPolicyChangeAsksForConsentAgain(t *testing.T) {
 	w := newWorld(t)
 	w.startGuichet()
 	bot := w.tb.Bot.UserID
-	alice := w.person("alice.martin-interieur.gouv.fr")
-	dm := approveAndWelcome(t, w, alice)
-	acc := w.send(alice, dm, "!accepter")
-	w.expect(alice, "consent", from(bot), replyTo(acc))
+	alice, dm := activeAgent(t, w)
 
 	w.stopGuichet()
 	w.cfg.Policy.Version = "2027-01"
 	w.startGuichet()
 	q := w.send(alice, dm, "Une question")
 	w.expect(alice, "the new conditions", from(bot), replyTo(q), contains("ont changé", "2027-01", "!accepter"))
-	acc2 := w.send(alice, dm, "!accepter")
-	w.expect(alice, "consent", from(bot), replyTo(acc2), contains("Merci"))
+	consent(t, w, alice, dm)
 	q2 := w.send(alice, dm, "Une question")
 	w.expect(alice, "the answer", from(bot), replyTo(q2), contains("Voici ma réponse"))
 	if n := w.tb.Albert.Calls(); n != 1 {

@@ -39,9 +39,16 @@ func activeAgent(t testing.TB, w *world) (*mxclient.Person, id.RoomID) {
 	t.Helper()
 	alice := w.person("alice.martin-interieur.gouv.fr")
 	dm := approveAndWelcome(t, w, alice)
-	acc := w.send(alice, dm, "!accepter")
-	w.expect(alice, "the consent confirmation", from(w.tb.Bot.UserID), replyTo(acc), contains("Merci"))
+	consent(t, w, alice, dm)
 	return alice, dm
+}
+
+// consent has p type !accepter in dm and waits for the confirmation.
+func consent(t testing.TB, w *world, p *mxclient.Person, dm id.RoomID) id.EventID {
+	t.Helper()
+	acc := w.send(p, dm, "!accepter")
+	w.expect(p, "the consent confirmation", from(w.tb.Bot.UserID), in(dm), replyTo(acc), contains("Merci"))
+	return acc
 }
 
 // ask sends a question and waits for guichet's final reply to it: a message

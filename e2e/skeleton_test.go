@@ -182,8 +182,7 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 	bot := w.tb.Bot.UserID
 	alice := w.person("alice.martin-interieur.gouv.fr")
 	dm := approveAndWelcome(t, w, alice)
-	acc := w.send(alice, dm, "!accepter")
-	w.expect(alice, "the consent confirmation", from(bot), in(dm), replyTo(acc))
+	acc := consent(t, w, alice, dm)
 	device := w.app.Bot.DeviceID()
 
 	w.stopGuichet()
@@ -224,8 +223,7 @@ func TestSendRepeatedAfterCrashIsDeliveredOnce(t *testing.T) {
 	bot := w.tb.Bot.UserID
 	alice := w.person("alice.martin-interieur.gouv.fr")
 	dm := approveAndWelcome(t, w, alice)
-	acc := w.send(alice, dm, "!accepter")
-	w.expect(alice, "the consent confirmation", from(bot), in(dm), replyTo(acc))
+	acc := consent(t, w, alice, dm)
 	w.stopGuichet()
 
 	// What a crash just after the send leaves behind: the message still unsent.
