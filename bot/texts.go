@@ -273,7 +273,10 @@ func textApprovedWaitlisted(user id.UserID, req *approvals.Request, limit, used 
 }
 
 func textPromoted(users []string) string {
-	return "Places libérées : " + strings.Join(users, ", ") + " sort(ent) de la liste d'attente ; je leur écris en message privé."
+	if len(users) == 1 {
+		return "Place libérée : " + users[0] + " sort de la liste d'attente ; je lui écris en message privé."
+	}
+	return "Places libérées : " + strings.Join(users, ", ") + " sortent de la liste d'attente ; je leur écris en message privé."
 }
 
 func textRevoked(user id.UserID, req *approvals.Request) string {

@@ -200,7 +200,7 @@ func TestCapacityWaitlistAndRevocation(t *testing.T) {
 	mustContain(t, command(t, w, mod, "!capacite"), "**1** (maximum : 1)", "En liste d'attente : 1")
 
 	revoked := command(t, w, mod, "!revoke "+alice.UserID().String()+" fin de mission")
-	mustContain(t, revoked, "retiré", bob.UserID().String(), "sort(ent) de la liste d'attente")
+	mustContain(t, revoked, "retiré", bob.UserID().String(), "sort de la liste d'attente", "je lui écris")
 	w.expect(alice, "the revocation in her DM", from(bot), in(aliceDM), contains("retiré", "fin de mission"))
 	w.expect(bob, "the welcome", from(bot), notInRoom(room), contains("!accepter"))
 
