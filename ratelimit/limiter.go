@@ -52,17 +52,20 @@ func (l *Limiter) Location() *time.Location { return l.cfg.Location }
 // Exempt reports whether user matches Config.Exempt.
 func (l *Limiter) Exempt(user id.UserID) bool { return matchAny(l.cfg.Exempt, user) }
 
-// limits returns user's effective limits (all zero when exempt) and whether
-// a moderator set an override.
-func (l *Limiter) limits(ctx context.Context, user id.UserID, overloaded bool) (Limits, bool, error) {
-	override, ok, err := l.store.LimitOverride(ctx, user)
+// load returns user's effective limits (all zero when exempt), whether a
+// moderator set an override, and user's counters.
+func (l *Limiter) load(ctx context.Context, user id.UserID, overloaded bool) (lim Limits, override bool, st State, err error) {
+	set, override, err := l.store.LimitOverride(ctx, user)
 	if err != nil {
-		return Limits{}, false, err
+		return Limits{}, false, State{}, fmt.Errorf("failed to read limits of %s: %w", user, err)
 	}
-	if l.Exempt(user) {
-		return Limits{}, ok, nil
+	if !l.Exempt(user) {
+		lim = l.cfg.effective(set, overloaded)
 	}
-	return l.cfg.effective(override, overloaded), ok, nil
+	if st, err = l.store.LimitState(ctx, user); err != nil {
+		return Limits{}, false, State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
+	}
+	return lim, override, st, nil
 }
 
 // Check is called before a question goes to Albert. When the question is
@@ -73,11 +76,7 @@ func (l *Limiter) limits(ctx context.Context, user id.UserID, overloaded bool) (
 func (l *Limiter) Check(ctx context.Context, user id.UserID, overloaded bool) (Decision, error) {
 	var d Decision
 	err := l.store.InTx(ctx, func(ctx context.Context) error {
-		lim, _, err := l.limits(ctx, user, overloaded)
-		if err != nil {
-			return err
-		}
-		st, err := l.store.LimitState(ctx, user)
+		lim, _, st, err := l.load(ctx, user, overloaded)
 		if err != nil {
 			return err
 		}
@@ -106,11 +105,7 @@ func (l *Limiter) Record(ctx context.Context, user id.UserID, tokens int, overlo
 		return nil, nil
 	}
 	err = l.store.InTx(ctx, func(ctx context.Context) error {
-		lim, _, err := l.limits(ctx, user, overloaded)
-		if err != nil {
-			return err
-		}
-		st, err := l.store.LimitState(ctx, user)
+		lim, _, st, err := l.load(ctx, user, overloaded)
 		if err != nil {
 			return err
 		}
@@ -148,13 +143,9 @@ func (l *Limiter) Refund(ctx context.Context, user id.UserID) error {
 // Quota reports what user used today, their effective limits and when the
 // daily counters start again.
 func (l *Limiter) Quota(ctx context.Context, user id.UserID, overloaded bool) (Quota, error) {
-	lim, override, err := l.limits(ctx, user, overloaded)
+	lim, override, st, err := l.load(ctx, user, overloaded)
 	if err != nil {
-		return Quota{}, fmt.Errorf("failed to read limits of %s: %w", user, err)
-	}
-	st, err := l.store.LimitState(ctx, user)
-	if err != nil {
-		return Quota{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
+		return Quota{}, err
 	}
 	now := l.now()
 	st = l.cfg.today(st, now)
