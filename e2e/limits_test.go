@@ -18,8 +18,7 @@ func agent(t *testing.T, w *world, localpart string) (*mxclient.Person, id.RoomI
 	p := w.person(localpart)
 	command(t, w, w.tb.Moderator, "!approve "+p.UserID().String())
 	welcome := w.expect(p, "the welcome", from(bot), contains("!accepter"))
-	acc := w.send(p, welcome.RoomID, "!accepter")
-	w.expect(p, "the consent confirmation", from(bot), replyTo(acc), contains("Merci"))
+	consent(t, w, p, welcome.RoomID)
 	return p, welcome.RoomID
 }
 

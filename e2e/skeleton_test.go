@@ -87,8 +87,7 @@ func TestApproveAcceptAndAsk(t *testing.T) {
 		t.Fatalf("Albert was called before consent")
 	}
 
-	acc := w.send(alice, dm, "!accepter")
-	w.expect(alice, "the consent confirmation", from(bot), in(dm), replyTo(acc), contains("Merci"))
+	consent(t, w, alice, dm)
 
 	q := w.send(alice, dm, "Comment rédiger une note de synthèse ?")
 	answer := w.expect(alice, "Albert's answer", from(bot), in(dm), replyTo(q), encrypted())
