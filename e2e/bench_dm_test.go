@@ -39,6 +39,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -136,6 +137,7 @@ type agentsRun struct {
 	reply, first         benchutil.Samples
 	hop, hopLoad         benchutil.Samples
 	cpuPerAnswer         time.Duration
+	cpuFloor             time.Duration // the stream alone, read by go-openai in its own process (N=1)
 	reqPerAnswer         float64 // homeserver requests per answer, /sync excluded
 	syncPerAnswer        float64
 	mem                  benchutil.Mem
@@ -759,6 +761,12 @@ func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
 		fmt.Sprintf("%s over %d answers in %s", benchutil.FormatMs(ph.cpu1-ph.cpu0), run.answered, ph.elapsed.Round(time.Millisecond)))
 	t.Row("  the same less guichet's idle use", benchutil.FormatMs(cpuAbove), "",
 		fmt.Sprintf("idle: %s in %s", benchutil.FormatMs(ph.idleCPU), idleWindow))
+	if n == 1 {
+		run.cpuFloor = streamFloor(b, aw, min(perAgent, 10))
+		t.Row("  floor: the same stream read by go-openai alone, own process", benchutil.FormatMs(run.cpuFloor), "",
+			"guichet "+benchutil.Ratio(float64(cpuRaw), float64(run.cpuFloor))+"; above the floor "+benchutil.FormatMs(cpuRaw-run.cpuFloor))
+		b.ReportMetric(benchutil.Ms(run.cpuFloor), "floor-cpu-ms/answer")
+	}
 	t.Row("guichet memory: VmRSS now / VmHWM (peak)", benchutil.FormatMB(ph.mem.RSS), benchutil.FormatMB(ph.mem.Peak), "")
 	t.Row(ph.cores(), "", "", "")
 	t.Row("answers: complete / lost / duplicated / not the assistant's", strconv.Itoa(run.answered), strconv.Itoa(run.lost),
@@ -783,6 +791,31 @@ func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
 	b.ReportMetric(float64(run.dups), "dup")
 	b.ReportMetric(0, "ns/op")
 	return run
+}
+
+// streamFloor runs e2e/streamfloor against the fake Albert for n answers and
+// returns its CPU time per answer: what receiving the stream costs a Go
+// process that does nothing else, the baseline for guichet's CPU per answer.
+func streamFloor(b *testing.B, aw *agentsWorld, n int) time.Duration {
+	b.Helper()
+	bin := buildCommand(b, "./e2e/streamfloor")
+	out, err := exec.Command(bin, "-url", aw.tb.Albert.URL, "-key", testbed.AlbertKey, "-model", testbed.AlbertModel,
+		"-n", strconv.Itoa(n)).Output()
+	if err != nil {
+		b.Fatalf("streamfloor: %v\n%s", err, out)
+	}
+	var got struct {
+		Answers int   `json:"answers"`
+		CPU     int64 `json:"cpu_ns"`
+		Chars   int   `json:"chars"`
+	}
+	if err := json.Unmarshal(out, &got); err != nil || got.Answers != n {
+		b.Fatalf("streamfloor printed %q: %v", out, err)
+	}
+	if want := n * len(benchAnswer); got.Chars != want {
+		b.Fatalf("streamfloor read %d characters in %d answers, want %d", got.Chars, n, want)
+	}
+	return time.Duration(got.CPU / int64(n))
 }
 
 // requestsTable shows the requests by endpoint, per answer.

@@ -199,12 +199,19 @@ func BenchmarkStartupAndIdleRSS(b *testing.B) {
 // buildGuichet builds cmd/guichet as make build does, into a temporary folder.
 func buildGuichet(b *testing.B) string {
 	b.Helper()
+	return buildCommand(b, "./cmd/guichet")
+}
+
+// buildCommand builds the main package pkg (relative to the module root)
+// as make build does, into a temporary folder.
+func buildCommand(b *testing.B, pkg string) string {
+	b.Helper()
 	root, err := benchutil.ModuleRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
-	bin := filepath.Join(b.TempDir(), "guichet")
-	cmd := exec.Command("go", "build", "-tags", "goolm", "-o", bin, "./cmd/guichet")
+	bin := filepath.Join(b.TempDir(), filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-tags", "goolm", "-o", bin, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {

@@ -205,6 +205,11 @@ func resolveModel(models []albert.Model, name string) (string, int) {
 	return "", http.StatusNotFound
 }
 
+// sleepUntil waits until t or until the client goes away.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	return sleep(ctx, time.Until(t))
+}
+
 // sleep waits d or until the client goes away.
 func sleep(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
@@ -303,7 +308,11 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 		return true
 	}
 
-	if !sleep(ctx, p.latency) {
+	// Chunks go out on a schedule from the start of the request, so that
+	// the stream lasts what the plan says: sleeping tokenDelay after each
+	// write would add each timer's lateness to the total.
+	start := time.Now()
+	if !sleepUntil(ctx, start.Add(p.latency)) {
 		return
 	}
 	empty := ""
@@ -319,7 +328,7 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 		pieces = pieces[:max(1, len(pieces)/2)]
 	}
 	for i, piece := range pieces {
-		if !sleep(ctx, p.tokenDelay) {
+		if !sleepUntil(ctx, start.Add(p.latency+time.Duration(i+1)*p.tokenDelay)) {
 			return
 		}
 		c := base

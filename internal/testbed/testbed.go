@@ -30,6 +30,12 @@ const SupportRoomName = "L'Assistant IA | Support et retours"
 // Password is every test account's password (Dendrite wants 8+ characters).
 const Password = "mot-de-passe-de-test"
 
+// The fake Albert's API key and the model guichet is configured with.
+const (
+	AlbertKey   = "cle-de-test"
+	AlbertModel = "mistral-medium-2508"
+)
+
 // Options configures a testbed.
 type Options struct {
 	Dir        string    // fresh working directory
@@ -75,7 +81,7 @@ func Start(ctx context.Context, opts Options) (*Testbed, error) {
 		return nil, err
 	}
 	tb := &Testbed{HS: hs, Albert: fakealbert.Start(), dir: opts.Dir, log: opts.ClientLog}
-	tb.Albert.SetAPIKey("cle-de-test")
+	tb.Albert.SetAPIKey(AlbertKey)
 	fail := func(err error) (*Testbed, error) {
 		tb.Close()
 		return nil, err
@@ -164,7 +170,7 @@ func (tb *Testbed) Config(dbPath string) *config.Config {
 		SupportRoom: tb.SupportName,
 		Moderators:  config.Moderators{MinPowerLevel: 50},
 		Albert: config.Albert{
-			BaseURL: tb.Albert.URL, APIKey: "cle-de-test", Model: "mistral-medium-2508",
+			BaseURL: tb.Albert.URL, APIKey: AlbertKey, Model: AlbertModel,
 			SystemPrompt: config.DefaultSystemPrompt, Timeout: time.Minute,
 			MaxContextTokens: 6000, MaxInputChars: 8000, EditInterval: 1500 * time.Millisecond, MaxRetries: 2,
 		},
