@@ -138,7 +138,7 @@ type agentsRun struct {
 	hop, hopLoad         benchutil.Samples
 	cpuPerAnswer         time.Duration
 	cpuFloor             time.Duration // the stream alone, read by go-openai in its own process (N=1)
-	reqPerAnswer         float64 // homeserver requests per answer, /sync excluded
+	reqPerAnswer         float64       // homeserver requests per answer, /sync excluded
 	syncPerAnswer        float64
 	mem                  benchutil.Mem
 	note                 string
