@@ -32,8 +32,9 @@ type answer struct {
 	text        string     // Markdown shown to the agent
 	placeholder id.EventID // the message the final text replaces, if any
 	model       string
-	tokens      int  // prompt and completion tokens used (estimated when Albert did not say)
-	ok          bool // false: the agent got an error sentence instead of an answer
+	tokens      int           // prompt and completion tokens used (estimated when Albert did not say)
+	waited      time.Duration // in Albert's calls, retries and their backoff included
+	ok          bool          // false: the agent got an error sentence instead of an answer
 	notices     []string
 }
 
@@ -187,6 +188,8 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 	log := zerolog.Ctx(ctx)
 	disp := b.newStream(ctx, evt.RoomID, evt.ID, "reply:"+evt.ID.String())
 	result.model = model
+	began := b.now()
+	defer func() { result.waited = b.now().Sub(began) }()
 	defer func() { result.placeholder = disp.finish(context.WithoutCancel(ctx)) }()
 
 	for attempt := 0; ; attempt++ {

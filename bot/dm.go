@@ -83,7 +83,8 @@ type reply struct {
 	notices  []string   // short notices sent before the reply
 	after    []string   // short notices sent after it (quota warnings)
 	turns    []store.Turn
-	leave    bool // leave the room once the reply is sent
+	leave    bool          // leave the room once the reply is sent
+	albert   time.Duration // spent waiting for the assistant, if it was asked
 }
 
 func noticeReply(text string) *reply { return &reply{text: text, msgType: event.MsgNotice} }
@@ -116,6 +117,11 @@ func (b *Bot) handleDM(ctx context.Context, item store.InboxItem) {
 		return
 	}
 	b.finish(ctx, item, r)
+	if r != nil && r.albert > 0 {
+		// From receipt to the answer queued for sending: Albert's share and
+		// guichet's own.
+		log.Info().Dur("albert_ms", r.albert).Dur("own_ms", b.now().Sub(item.ReceivedAt)-r.albert).Msg("Answered question")
+	}
 }
 
 // leaveGroup says why and leaves a room that is not a direct message. The
@@ -271,7 +277,7 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	if res.text == "" {
 		return &reply{}, ctx.Err()
 	}
-	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...)}
+	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited}
 	r.after = warnings
 	if !res.ok {
 		r.msgType = event.MsgNotice

@@ -703,6 +703,7 @@ func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
 	run.hopLoad = load.finish().samples
 	time.Sleep(2 * time.Second) // late duplicates, typing off
 	aw.end(ph)
+	calls := aw.tb.Albert.Calls() - calls0 // before the floor's own calls
 
 	var reply, first, text benchutil.Samples
 	errAnswers := map[string]int{}
@@ -755,6 +756,10 @@ func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
 		measured := reply.P50() - albertMeasured.P50() - 2*hop
 		t.Row("overhead = reply p50 − fake Albert − 2 × one-hop p50", benchutil.FormatMs(overhead), "", benchutil.Ratio(float64(overhead), float64(hop)))
 		t.Row("  the same with Albert's time as guichet measured it", benchutil.FormatMs(measured), "", benchutil.Ratio(float64(measured), float64(hop)))
+		loaded := reply.P50() - params.albertTime() - 2*run.hopLoad.P50()
+		t.Row("  the same against the one-hop during the questions", benchutil.FormatMs(loaded), "", benchutil.Ratio(float64(loaded), float64(hop)))
+		own := aw.ownTimes(b, len(qs))
+		row("  of which guichet's own work (its log: receipt → answer queued, less Albert)", own)
 		b.ReportMetric(benchutil.Ms(overhead), "overhead-ms")
 	}
 	t.Row("guichet CPU per answer (utime+stime, 10 ms ticks)", benchutil.FormatMs(cpuRaw), "",
@@ -771,7 +776,6 @@ func runAgents(b *testing.B, bin string, params agentsParams, n int) agentsRun {
 	t.Row(ph.cores(), "", "", "")
 	t.Row("answers: complete / lost / duplicated / not the assistant's", strconv.Itoa(run.answered), strconv.Itoa(run.lost),
 		fmt.Sprintf("%d / %d", run.dups, len(errAnswers)))
-	calls := aw.tb.Albert.Calls() - calls0
 	t.Row("Albert calls", strconv.Itoa(calls), "", fmt.Sprintf("%.2f per question", float64(calls)/float64(max(run.asked, 1))))
 	show(b, t)
 	for what, k := range errAnswers {
@@ -992,6 +996,30 @@ func (aw *agentsWorld) logSummary(b *testing.B) {
 			showf(b, "the %s proxy met %d errors (latest first):\n%s", p.name, len(ev), strings.Join(ev[max(0, len(ev)-10):], "\n"))
 		}
 	}
+}
+
+// ownTimes reads the last n "Answered question" lines of guichet's log: from
+// a question's receipt to its answer queued for sending, less the time spent
+// waiting for Albert.
+func (aw *agentsWorld) ownTimes(b *testing.B, n int) benchutil.Samples {
+	raw, err := os.ReadFile(aw.guichet.logPath)
+	if err != nil {
+		b.Fatalf("no guichet log: %v", err)
+	}
+	var all benchutil.Samples
+	for line := range strings.Lines(string(raw)) {
+		var e struct {
+			Message string  `json:"message"`
+			Own     float64 `json:"own_ms"`
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Message == "Answered question" {
+			all = append(all, time.Duration(e.Own*float64(time.Millisecond)))
+		}
+	}
+	if len(all) < n {
+		b.Fatalf("guichet logged %d answered questions, want at least %d", len(all), n)
+	}
+	return all[len(all)-n:]
 }
 
 func errSuffix(e string) string {
