@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/approvals"
+	"guichet/internal/fakeclock"
 	"guichet/store"
 )
 
@@ -34,32 +34,12 @@ var defaultRules = approvals.Rules{
 	Deny:        []string{"@*:agent.externe.tchap.gouv.fr"},
 }
 
-// clock is the injected time source; every step moves it on by a minute so
-// that each write is distinguishable.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-	return c.now
-}
-
 type env struct {
 	t   *testing.T
 	ctx context.Context
 	st  *store.Store
 	svc *approvals.Service
-	clk *clock
+	clk *fakeclock.Clock
 	evt int
 }
 
@@ -75,7 +55,7 @@ func newEnv(t *testing.T, rules approvals.Rules) *env {
 	if err := st.Upgrade(ctx); err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{now: t0}
+	clk := fakeclock.New(t0)
 	return &env{t: t, ctx: ctx, st: st, svc: approvals.New(st, rules, clk.Now), clk: clk}
 }
 

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"guichet/internal/fakeclock"
 )
 
 // bstep is one thing that happens to a breaker, and what it should answer.
@@ -105,7 +107,7 @@ func TestBreaker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clock := newFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+			clock := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 			var changes []bool
 			b := NewBreaker(cfg, clock.Now, func(open bool) { changes = append(changes, open) })
 			for i, s := range tt.steps {
@@ -136,7 +138,7 @@ func TestBreaker(t *testing.T) {
 }
 
 func TestBreakerDefaults(t *testing.T) {
-	clock := newFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	b := NewBreaker(BreakerConfig{}, clock.Now, nil)
 	for range DefaultBreakerFailures {
 		b.Failure(true)
@@ -147,7 +149,7 @@ func TestBreakerDefaults(t *testing.T) {
 }
 
 func TestBreakerNotifiesOnceUnderConcurrency(t *testing.T) {
-	clock := newFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+	clock := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	var mu sync.Mutex
 	var changes []bool
 	b := NewBreaker(BreakerConfig{Failures: 5}, clock.Now, func(open bool) {

@@ -10,12 +10,14 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix/id"
+
+	"guichet/internal/fakeclock"
 )
 
 func agent(i int) id.UserID { return id.UserID(fmt.Sprintf("@agent%d:agent.dinum.tchap.gouv.fr", i)) }
 
-func newTestGate(cfg GlobalConfig) (*Gate, *fakeClock) {
-	clock := newFakeClock(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
+func newTestGate(cfg GlobalConfig) (*Gate, *fakeclock.Clock) {
+	clock := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, time.UTC))
 	g := NewGate(cfg, clock.Now)
 	g.after = clock.After
 	return g, clock

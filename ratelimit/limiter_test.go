@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/fakeclock"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -21,25 +22,6 @@ const (
 	bob   = id.UserID("@bob-interieur.gouv.fr:agent.interieur.tchap.gouv.fr")
 	ops   = id.UserID("@ops-carol:agent.dinum.tchap.gouv.fr")
 )
-
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 func openStore(t testing.TB, path string) *store.Store {
 	t.Helper()
@@ -86,7 +68,7 @@ func TestLimiterSurvivesRestart(t *testing.T) {
 	ctx := context.Background()
 	loc := paris(t)
 	path := filepath.Join(t.TempDir(), "guichet.db")
-	clk := &clock{t: time.Date(2026, 3, 29, 9, 0, 0, 0, loc)}
+	clk := fakeclock.New(time.Date(2026, 3, 29, 9, 0, 0, 0, loc))
 	l := ratelimit.NewLimiter(testConfig(t), openStore(t, path), clk.Now)
 
 	for i := range 2 {
@@ -139,7 +121,7 @@ func TestLimiterSurvivesRestart(t *testing.T) {
 func TestLimiterRecordAndWarn(t *testing.T) {
 	ctx := context.Background()
 	loc := paris(t)
-	clk := &clock{t: time.Date(2026, 10, 25, 1, 30, 0, 0, loc)}
+	clk := fakeclock.New(time.Date(2026, 10, 25, 1, 30, 0, 0, loc))
 	l := ratelimit.NewLimiter(testConfig(t), openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
 	mustCheck(t, l, alice, false)
 	if warn, err := l.Record(ctx, alice, 7999, false); err != nil || len(warn) != 0 {
@@ -164,7 +146,7 @@ func TestLimiterRecordAndWarn(t *testing.T) {
 
 func TestLimiterOverridesExemptionsOverload(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{t: time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))}
+	clk := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t)))
 	cfg := testConfig(t)
 	cfg.PerUser.MessagesPerMinute = 0 // only the daily limits here
 	l := ratelimit.NewLimiter(cfg, openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
@@ -225,7 +207,7 @@ func TestLimiterOverridesExemptionsOverload(t *testing.T) {
 }
 
 func TestLimiterConcurrentChecks(t *testing.T) {
-	clk := &clock{t: time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))}
+	clk := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t)))
 	cfg := ratelimit.Config{PerUser: ratelimit.Limits{MessagesPerMinute: 1}, Burst: 1, Location: paris(t)}
 	l := ratelimit.NewLimiter(cfg, openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
 	for round := range 5 {

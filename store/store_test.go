@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/approvals"
+	"guichet/internal/fakeclock"
 	"guichet/store"
 )
 
@@ -873,22 +874,10 @@ func TestInTx(t *testing.T) {
 	}
 }
 
-// clock is a fixed, settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
 func TestConcurrentApprove(t *testing.T) {
 	ctx := context.Background()
 	st, _ := open(t)
-	clk := &clock{now: t0}
+	clk := fakeclock.New(t0)
 	svc := approvals.New(st, approvals.Rules{}, clk.Now)
 
 	const rounds = 10
