@@ -100,7 +100,8 @@ func (s *Store) Enqueue(ctx context.Context, msg Outgoing) error {
 // (and left in the outbox for an operator to look at).
 const MaxAttempts = 20
 
-// Unsent lists queued messages not yet delivered, oldest first.
+// Unsent lists queued messages not yet delivered, in the order they were
+// queued.
 func (s *Store) Unsent(ctx context.Context, limit int) ([]Outgoing, error) {
 	rows, err := s.db.Query(ctx, `SELECT key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at, attempts
 		FROM outbox WHERE sent_at IS NULL AND attempts < $2 ORDER BY rowid LIMIT $1`, limit, MaxAttempts)
