@@ -7,6 +7,7 @@ package albert
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -106,7 +107,7 @@ type Message struct {
 	Content string
 }
 
-// Usage counts the tokens of a call.
+// Usage counts the tokens of a call, and what Albert says it cost.
 type Usage struct {
 	// PromptTokens is the size of the input.
 	PromptTokens int
@@ -115,6 +116,15 @@ type Usage struct {
 	// Estimated is true when the server sent no usage (for instance a broken
 	// stream) and the counts come from EstimateTokens.
 	Estimated bool
+	// Cost is what Albert charged for the call, in euros (0 when unsaid).
+	Cost float64
+	// Requests is how many model calls Albert made for the answer.
+	Requests int
+	// KWh and KgCO2eq are Albert's estimate of the call's energy and
+	// emissions; when it sends a {"min","max"} range (before March 2026,
+	// and /me/usage still), the upper bound.
+	KWh     float64
+	KgCO2eq float64
 }
 
 // Answer is the result of a chat completion.
@@ -156,7 +166,9 @@ func (c *Client) Stream(ctx context.Context, model string, msgs []Message, onDel
 	idle := &idleTimer{d: c.idle}
 	idle.t = time.AfterFunc(c.idle, func() { cancel(errIdle) })
 	defer idle.t.Stop()
-	obs := &call{activity: idle.touch}
+	// An error frame ends the call at once: the server may keep the
+	// connection open after it, and go-openai would wait for more.
+	obs := &call{activity: idle.touch, onStreamErr: func() { cancel(errStreamFrame) }}
 	ctx = withCall(ctx, obs)
 
 	req := openai.ChatCompletionRequest{
@@ -173,9 +185,9 @@ func (c *Client) Stream(ctx context.Context, model string, msgs []Message, onDel
 
 	ans := Answer{Model: model}
 	var text strings.Builder
-	var usage *openai.Usage
+	var usage *usageJSON
 	for {
-		chunk, err := stream.Recv()
+		chunk, err := recvChunk(stream)
 		if err != nil {
 			ans.Text = text.String()
 			ans.Usage = usageOf(usage, msgs, ans.Text)
@@ -224,6 +236,68 @@ func (c *Client) Complete(ctx context.Context, model string, msgs []Message) (An
 // errIdle is the cancellation cause when the server stays silent.
 var errIdle = errors.New("no data from Albert API")
 
+// errStreamFrame is the cancellation cause when the stream carried an error.
+var errStreamFrame = errors.New("error frame in the stream")
+
+// chunk is a stream chunk: go-openai's shape, and Albert's own usage.
+type chunk struct {
+	openai.ChatCompletionStreamResponse
+	Usage *usageJSON `json:"usage"`
+}
+
+// usageJSON is Albert's usage object: OpenAI's token counts plus cost,
+// carbon (numbers since March 2026, {"min","max"} before) and requests.
+type usageJSON struct {
+	PromptTokens     int    `json:"prompt_tokens"`
+	CompletionTokens int    `json:"completion_tokens"`
+	Cost             amount `json:"cost"`
+	Requests         amount `json:"requests"`
+	Carbon           *struct {
+		KWh     amount `json:"kWh"`
+		KgCO2eq amount `json:"kgCO2eq"`
+	} `json:"carbon"`
+}
+
+// amount is a number that Albert sends either as a number or as a
+// {"min","max"} range; a range reads as its upper bound. null or anything
+// else reads as 0: a new shape of the carbon figures must not break answers.
+type amount float64
+
+func (a *amount) UnmarshalJSON(b []byte) error {
+	var f float64
+	if json.Unmarshal(b, &f) == nil {
+		*a = amount(f)
+		return nil
+	}
+	var r struct {
+		Min *float64 `json:"min"`
+		Max *float64 `json:"max"`
+	}
+	if json.Unmarshal(b, &r) == nil {
+		switch {
+		case r.Max != nil:
+			*a = amount(*r.Max)
+		case r.Min != nil:
+			*a = amount(*r.Min)
+		}
+	}
+	return nil
+}
+
+// recvChunk reads the next chunk. It decodes the raw line itself, since
+// go-openai's Usage drops Albert's cost and carbon.
+func recvChunk(stream *openai.ChatCompletionStream) (chunk, error) {
+	var c chunk
+	raw, err := stream.RecvRaw()
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, fmt.Errorf("failed to decode stream chunk: %w", err)
+	}
+	return c, nil
+}
+
 // callError turns an error of a call into an *Error, using what the
 // transport saw (status, Retry-After, error body, in-stream error frames)
 // and why the context ended.
@@ -256,9 +330,14 @@ func toOpenAI(msgs []Message) []openai.ChatCompletionMessage {
 	return out
 }
 
-func usageOf(u *openai.Usage, msgs []Message, text string) Usage {
+func usageOf(u *usageJSON, msgs []Message, text string) Usage {
 	if u != nil && (u.PromptTokens > 0 || u.CompletionTokens > 0) {
-		return Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens}
+		out := Usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens,
+			Cost: float64(u.Cost), Requests: int(u.Requests)}
+		if u.Carbon != nil {
+			out.KWh, out.KgCO2eq = float64(u.Carbon.KWh), float64(u.Carbon.KgCO2eq)
+		}
+		return out
 	}
 	prompt := 0
 	for _, m := range msgs {

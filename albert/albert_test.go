@@ -135,6 +135,21 @@ const usageChunk = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk"
 
 `
 
+// The 2026 engine's usage chunk (carbon as numbers), the upstream's own
+// usage chunk that comes before it when include_usage is asked, and a shape
+// nobody documented.
+const (
+	usageChunk2026 = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":6,"completion_tokens":8,"total_tokens":14,"cost":0.00002,"carbon":{"kWh":0.0003,"kgCO2eq":0.00002},"requests":1}}
+
+`
+	upstreamUsageChunk = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":9,"total_tokens":20}}
+
+`
+	usageChunkOdd = `data: {"id":"chatcmpl-0b9c","object":"chat.completion.chunk","created":1749204499,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[],"usage":{"prompt_tokens":6,"completion_tokens":8,"total_tokens":14,"cost":null,"carbon":{"kWh":"n/a","kgCO2eq":[1,2]},"requests":null}}
+
+`
+)
+
 func TestStreamRecordedShapes(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -144,8 +159,26 @@ func TestStreamRecordedShapes(t *testing.T) {
 		wantClass albert.Class // "" = success
 	}{
 		{
-			name:      "recorded stream with empty choices usage chunk",
+			name:      "recorded stream with empty choices usage chunk, carbon as ranges",
 			body:      recordedStream + usageChunk + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8, Cost: 0.0001, KWh: 0.1, KgCO2eq: 0.01},
+		},
+		{
+			name:      "2026 usage: carbon as numbers, cost, requests",
+			body:      recordedStream + usageChunk2026 + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8, Cost: 0.00002, Requests: 1, KWh: 0.0003, KgCO2eq: 0.00002},
+		},
+		{
+			name:      "two usage chunks: the last one counts",
+			body:      recordedStream + upstreamUsageChunk + usageChunk2026 + "data: [DONE]\n\n",
+			wantText:  "I don",
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8, Cost: 0.00002, Requests: 1, KWh: 0.0003, KgCO2eq: 0.00002},
+		},
+		{
+			name:      "unknown carbon shape and null cost read as zero",
+			body:      recordedStream + usageChunkOdd + "data: [DONE]\n\n",
 			wantText:  "I don",
 			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
 		},
@@ -153,7 +186,7 @@ func TestStreamRecordedShapes(t *testing.T) {
 			name:      "keep-alive comments between chunks",
 			body:      ": ping\n\n" + recordedStream + ": ping\n\n" + usageChunk + "data: [DONE]\n\n",
 			wantText:  "I don",
-			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8, Cost: 0.0001, KWh: 0.1, KgCO2eq: 0.01},
 		},
 		{
 			name:      "no usage chunk gives an estimate",
@@ -165,7 +198,7 @@ func TestStreamRecordedShapes(t *testing.T) {
 			name:      "finished without [DONE] is accepted",
 			body:      recordedStream + usageChunk,
 			wantText:  "I don",
-			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8},
+			wantUsage: albert.Usage{PromptTokens: 6, CompletionTokens: 8, Cost: 0.0001, KWh: 0.1, KgCO2eq: 0.01},
 		},
 		{
 			name:      "cut before finish is a stream error",
@@ -207,6 +240,47 @@ func TestStreamRecordedShapes(t *testing.T) {
 			}
 			if ans.Usage != tt.wantUsage {
 				t.Errorf("Usage = %+v, want %+v", ans.Usage, tt.wantUsage)
+			}
+		})
+	}
+}
+
+// The fake serves each usage shape of albert-api.md; the client reads the
+// same figures from all of them.
+func TestStreamUsageShapes(t *testing.T) {
+	tests := []struct {
+		name      string
+		style     fakealbert.UsageStyle
+		twoChunks bool
+		wantCost  bool
+	}{
+		{"carbon as numbers", fakealbert.UsageCarbonNumbers, false, true},
+		{"carbon as ranges", fakealbert.UsageCarbonRange, false, true},
+		{"two usage chunks", fakealbert.UsageCarbonNumbers, true, true},
+		{"two usage chunks, ranges", fakealbert.UsageCarbonRange, true, true},
+		{"tokens only", fakealbert.UsageTokensOnly, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startFake(t)
+			srv.SetUsage(tt.style)
+			srv.SetTwoUsageChunks(tt.twoChunks)
+			srv.SetReply(func(fakealbert.Request) string { return "Une réponse de quelques mots." })
+			msgs := userMsgs("Combien ça coûte ?")
+			ans, err := newClient(srv.URL, "").Stream(context.Background(), "", msgs, nil)
+			if err != nil {
+				t.Fatalf("Stream: %v", err)
+			}
+			// The engine's count: 4 tokens of overhead per message.
+			prompt := albert.EstimateTokens(msgs[0].Content) + albert.EstimateTokens(msgs[1].Content) + 8
+			completion := albert.EstimateTokens("Une réponse de quelques mots.")
+			want := albert.Usage{PromptTokens: prompt, CompletionTokens: completion}
+			if tt.wantCost {
+				want.Cost, want.KWh, want.KgCO2eq = fakealbert.UsageFigures(prompt, completion)
+				want.Requests = 1
+			}
+			if ans.Usage != want {
+				t.Errorf("Usage = %+v, want %+v", ans.Usage, want)
 			}
 		})
 	}

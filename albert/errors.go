@@ -22,21 +22,34 @@ type Class string
 
 // Error classes, from the status table in albert-api.md.
 const (
-	// ClassBudget is 400 "Insufficient budget.": stop calling with this key.
+	// ClassBudget is 400 "Insufficient budget.": stop calling with this key
+	// until someone tops it up.
 	ClassBudget Class = "budget"
-	// ClassAuth is 401/403: bad or expired key, or missing rights.
+	// ClassDailyLimit is a 429 whose detail names a per-day window ("N
+	// requests per day exceeded", "... input tokens per day ..."): every call
+	// with this key fails until the window rolls, so it is not retried and
+	// is no sign of overload. RetryAfter is set when the server said when.
+	ClassDailyLimit Class = "daily_limit"
+	// ClassAuth is 401, or a 403 other than ClassModelClosed: bad or expired
+	// key (the 2026 engine answers 403 "Invalid API key.").
 	ClassAuth Class = "auth"
+	// ClassModelClosed is 403 "Insufficient permissions to access the
+	// model.": the key is valid but this model is closed to the account.
+	ClassModelClosed Class = "model_closed"
 	// ClassNotFound is 404: unknown model (or collection).
 	ClassNotFound Class = "not_found"
 	// ClassInvalid is 422 or any other 4xx: the request shape was rejected.
 	ClassInvalid Class = "invalid"
-	// ClassRateLimited is 429: per-role and per-model request or token limits.
+	// ClassRateLimited is a 429 of a per-minute window (requests or input
+	// tokens): transient, retried with backoff, and a sign of overload.
 	ClassRateLimited Class = "rate_limited"
 	// ClassUpstream is 424/500/502 (and other 5xx): provider unreachable or model down.
 	ClassUpstream Class = "upstream"
-	// ClassBusy is 503: model busy; RetryAfter says how long to wait.
+	// ClassBusy is 503: model busy or upstream timeout (the 2026 overload
+	// answer, with "Retry-After: 10"); RetryAfter says how long to wait.
 	ClassBusy Class = "busy"
-	// ClassTimeout is 504 or a client-side timeout (deadline, idle stream).
+	// ClassTimeout is 504 (the overload answer before 2026) or a client-side
+	// timeout (deadline, idle stream).
 	ClassTimeout Class = "timeout"
 	// ClassNetwork is a transport failure before any response (refused, DNS, reset).
 	ClassNetwork Class = "network"
@@ -56,7 +69,10 @@ type Error struct {
 	// list flattened as "loc: msg; ...", or an in-stream error message.
 	// It never contains the prompt.
 	Detail string
-	// RetryAfter is the server's Retry-After header (503), 0 when absent.
+	// RetryAfter is when the server said to come back: its Retry-After
+	// header (seconds or HTTP date), else its x-ratelimit-reset-requests or
+	// x-ratelimit-reset-tokens header (the exhausted one when
+	// x-ratelimit-remaining-* says which); 0 when it said nothing.
 	RetryAfter time.Duration
 	// Partial is true when some answer text had already arrived; the Answer
 	// returned alongside holds it.
@@ -94,9 +110,10 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Retryable reports whether a retry before any token was shown makes sense:
-// rate limits, upstream failures, busy models, timeouts (the caller retries a
+// per-minute rate limits, upstream failures, busy models, timeouts (the caller retries a
 // 504 once), network failures and streams that broke before any text. It is
-// false once text was shown (Partial), since a retry would repeat it.
+// false once text was shown (Partial), since a retry would repeat it, and
+// for a daily limit or a spent budget, which no retry gets past.
 func (e *Error) Retryable() bool {
 	if e == nil || e.Partial {
 		return false
@@ -154,10 +171,14 @@ func fromStatus(status int, detail string, header http.Header, err error) *Error
 	switch {
 	case status == http.StatusBadRequest && strings.Contains(strings.ToLower(detail), "budget"):
 		e.Class = ClassBudget
+	case status == http.StatusForbidden && isModelPermission(detail):
+		e.Class = ClassModelClosed
 	case status == http.StatusUnauthorized || status == http.StatusForbidden:
 		e.Class = ClassAuth
 	case status == http.StatusNotFound:
 		e.Class = ClassNotFound
+	case status == http.StatusTooManyRequests && isPerDay(detail):
+		e.Class = ClassDailyLimit
 	case status == http.StatusTooManyRequests:
 		e.Class = ClassRateLimited
 	case status == http.StatusServiceUnavailable:
@@ -170,9 +191,65 @@ func fromStatus(status int, detail string, header http.Header, err error) *Error
 		e.Class = ClassInvalid
 	}
 	if header != nil {
-		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), time.Now())
+		e.RetryAfter = retryAfter(header, time.Now())
 	}
 	return e
+}
+
+// isPerDay tells a 429 of a daily window from a per-minute one by its
+// detail: "1000 requests for gpt-oss-120b per day exceeded (remaining: 0).",
+// "... input tokens per day exceeded ...". Anything else is per-minute,
+// the transient kind.
+func isPerDay(detail string) bool {
+	d := strings.ToLower(detail)
+	return strings.Contains(d, "per day") || strings.Contains(d, "/day") || strings.Contains(d, "daily")
+}
+
+// isModelPermission tells the 403 that closes one model to a valid key
+// ("Insufficient permissions to access the model.") from a bad key's 403.
+func isModelPermission(detail string) bool {
+	d := strings.ToLower(detail)
+	return strings.Contains(d, "permission") && strings.Contains(d, "model")
+}
+
+// retryAfter reads when to come back from an error response's headers:
+// Retry-After first, else the OpenAI-style x-ratelimit-reset-* of the
+// exhausted window (or the later of the two when neither says it is
+// exhausted).
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	if d := parseRetryAfter(h.Get("Retry-After"), now); d > 0 {
+		return d
+	}
+	reqs := parseResetDuration(h.Get("X-Ratelimit-Reset-Requests"))
+	toks := parseResetDuration(h.Get("X-Ratelimit-Reset-Tokens"))
+	reqsOut := strings.TrimSpace(h.Get("X-Ratelimit-Remaining-Requests")) == "0"
+	toksOut := strings.TrimSpace(h.Get("X-Ratelimit-Remaining-Tokens")) == "0"
+	switch {
+	case reqsOut && toksOut:
+		return max(reqs, toks)
+	case reqsOut && reqs > 0:
+		return reqs
+	case toksOut && toks > 0:
+		return toks
+	}
+	return max(reqs, toks)
+}
+
+// parseResetDuration reads an x-ratelimit-reset-* value: a Go-style
+// duration as OpenAI sends it ("1s", "6m0s", "20ms", "1h2m3.5s"), or a bare
+// number of seconds.
+func parseResetDuration(v string) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if d, err := time.ParseDuration(v); err == nil && d > 0 {
+		return d
+	}
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && secs < 1e6 {
+		return time.Duration(secs * float64(time.Second))
+	}
+	return 0
 }
 
 // maxDetail caps Detail so that a proxy's HTML error page does not flood logs.

@@ -89,6 +89,39 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
+func TestRetryAfterHeaders(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name   string
+		header map[string]string
+		want   time.Duration
+	}{
+		{"nothing", nil, 0},
+		{"Retry-After seconds", map[string]string{"Retry-After": "10"}, 10 * time.Second},
+		{"Retry-After date", map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, 90 * time.Second},
+		{"reset requests 1s", map[string]string{"X-Ratelimit-Reset-Requests": "1s"}, time.Second},
+		{"reset tokens 6m0s", map[string]string{"X-Ratelimit-Reset-Tokens": "6m0s"}, 6 * time.Minute},
+		{"reset 20ms", map[string]string{"X-Ratelimit-Reset-Requests": "20ms"}, 20 * time.Millisecond},
+		{"reset as bare seconds", map[string]string{"X-Ratelimit-Reset-Requests": "2.5"}, 2500 * time.Millisecond},
+		{"both resets, nothing says which: the later", map[string]string{"X-Ratelimit-Reset-Requests": "1s", "X-Ratelimit-Reset-Tokens": "6m0s"}, 6 * time.Minute},
+		{"requests exhausted", map[string]string{"X-Ratelimit-Reset-Requests": "1s", "X-Ratelimit-Reset-Tokens": "6m0s", "X-Ratelimit-Remaining-Requests": "0"}, time.Second},
+		{"tokens exhausted", map[string]string{"X-Ratelimit-Reset-Requests": "1s", "X-Ratelimit-Reset-Tokens": "6m0s", "X-Ratelimit-Remaining-Requests": "3", "X-Ratelimit-Remaining-Tokens": "0"}, 6 * time.Minute},
+		{"Retry-After first", map[string]string{"Retry-After": "4", "X-Ratelimit-Reset-Requests": "1m"}, 4 * time.Second},
+		{"unreadable values", map[string]string{"Retry-After": "soon", "X-Ratelimit-Reset-Requests": "-1s", "X-Ratelimit-Reset-Tokens": "later"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			for k, v := range tt.header {
+				h.Set(k, v)
+			}
+			if got := retryAfter(h, now); got != tt.want {
+				t.Errorf("retryAfter(%v) = %s, want %s", tt.header, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestDetailTruncated(t *testing.T) {
 	long := make([]byte, 0, 2000)
 	for len(long) < 2000 {

@@ -29,6 +29,11 @@ func TestStreamErrorStatus(t *testing.T) {
 		{"other 400", 400, "Invalid parameter.", albert.ClassInvalid, 0, false, ""},
 		{"unauthorized", 401, "Invalid API key.", albert.ClassAuth, 0, false, ""},
 		{"forbidden", 403, "Insufficient rights.", albert.ClassAuth, 0, false, ""},
+		{"invalid key, 2026", 403, "Invalid API key.", albert.ClassAuth, 0, false, ""},
+		{"model closed to the key", 403, "Insufficient permissions to access the model.", albert.ClassModelClosed, 0, false, ""},
+		{"requests per day", 429, "1000 requests per day exceeded (remaining: 0).", albert.ClassDailyLimit, 0, false, ""},
+		{"input tokens per day", 429, "200000 input tokens per day exceeded (remaining: 12).", albert.ClassDailyLimit, 0, false, ""},
+		{"input tokens per minute", 429, "50000 input tokens per minute exceeded (remaining: 3).", albert.ClassRateLimited, 0, true, ""},
 		{"not found", 404, "Model not found.", albert.ClassNotFound, 0, false, ""},
 		{"unprocessable", 422, "Wrong field.", albert.ClassInvalid, 0, false, ""},
 		{"rate limited", 429, "1000 requests for mistral-medium-2508 per minute exceeded.", albert.ClassRateLimited, 0, true, ""},
@@ -66,6 +71,77 @@ func TestStreamErrorStatus(t *testing.T) {
 				t.Errorf("Calls = %d, want 2", srv.Calls())
 			}
 		})
+	}
+}
+
+// The 2026 answers with their headers, as the fake serves them.
+func TestStreamErrorHeaders(t *testing.T) {
+	at := time.Now().Add(2 * time.Hour).UTC().Truncate(time.Second)
+	tests := []struct {
+		name      string
+		fail      fakealbert.Failure
+		wantClass albert.Class
+		// wantRetry is the exact RetryAfter; for an HTTP date, the lower
+		// bound (the clock moves between the answer and the parse).
+		wantRetry time.Duration
+		date      bool
+		retryable bool
+	}{
+		{"503 with Retry-After: 10", fakealbert.Overloaded(), albert.ClassBusy, 10 * time.Second, false, true},
+		{"per-minute 429 without headers (March 2026)", fakealbert.PerMinuteLimit(50), albert.ClassRateLimited, 0, false, true},
+		{"per-minute 429 with x-ratelimit-reset-requests", fakealbert.PerMinuteLimit(50).
+			With("X-Ratelimit-Remaining-Requests", "0").With("X-Ratelimit-Reset-Requests", "20ms").
+			With("X-Ratelimit-Remaining-Tokens", "40000").With("X-Ratelimit-Reset-Tokens", "6m0s"),
+			albert.ClassRateLimited, 20 * time.Millisecond, false, true},
+		{"per-minute 429, tokens exhausted", fakealbert.PerMinuteLimit(50).
+			With("X-Ratelimit-Remaining-Requests", "12").With("X-Ratelimit-Reset-Requests", "1s").
+			With("X-Ratelimit-Remaining-Tokens", "0").With("X-Ratelimit-Reset-Tokens", "6m0s"),
+			albert.ClassRateLimited, 6 * time.Minute, false, true},
+		{"Retry-After wins over x-ratelimit", fakealbert.PerMinuteLimit(50).
+			With("Retry-After", "3").With("X-Ratelimit-Reset-Requests", "1s"),
+			albert.ClassRateLimited, 3 * time.Second, false, true},
+		{"per-day 429 without headers", fakealbert.PerDayLimit(1000), albert.ClassDailyLimit, 0, false, false},
+		{"per-day 429 with x-ratelimit-reset-requests", fakealbert.PerDayLimit(1000).With("X-Ratelimit-Reset-Requests", "13h20m0s"),
+			albert.ClassDailyLimit, 13*time.Hour + 20*time.Minute, false, false},
+		{"per-day tokens 429 with Retry-After as a date", fakealbert.PerDayTokens(200000).With("Retry-After", at.Format(http.TimeFormat)),
+			albert.ClassDailyLimit, 2*time.Hour - time.Minute, true, false},
+		{"spent budget", fakealbert.InsufficientBudget(), albert.ClassBudget, 0, false, false},
+		{"invalid key, 2026", fakealbert.InvalidKey(), albert.ClassAuth, 0, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := startFake(t)
+			srv.FailNextWith(1, tt.fail)
+			_, err := newClient(srv.URL, "").Stream(context.Background(), "", userMsgs("Bonjour"), nil)
+			ae := asError(t, err)
+			retryOK := ae.RetryAfter == tt.wantRetry
+			if tt.date {
+				retryOK = ae.RetryAfter > tt.wantRetry && ae.RetryAfter <= 2*time.Hour
+			}
+			if ae.Class != tt.wantClass || ae.Status != tt.fail.Status || ae.Detail != tt.fail.Detail || !retryOK || ae.Retryable() != tt.retryable {
+				t.Errorf("error = %+v (retryable %v), want class %s retry-after %s retryable %v",
+					ae, ae.Retryable(), tt.wantClass, tt.wantRetry, tt.retryable)
+			}
+		})
+	}
+}
+
+// A model closed to the key answers 403 until it is opened again, and the
+// other models keep answering.
+func TestModelClosedToTheKey(t *testing.T) {
+	srv := startFake(t)
+	srv.CloseModel("openai/gpt-oss-120b")
+	c := newClient(srv.URL, "")
+	_, err := c.Stream(context.Background(), "openai/gpt-oss-120b", userMsgs("x"), nil)
+	if ae := asError(t, err); ae.Class != albert.ClassModelClosed || ae.Status != 403 || ae.Detail != fakealbert.DetailModelClosed || ae.Retryable() {
+		t.Errorf("error = %+v, want a model_closed 403, not retryable", ae)
+	}
+	if _, err := c.Stream(context.Background(), "", userMsgs("x"), nil); err != nil {
+		t.Errorf("the default model failed too: %v", err)
+	}
+	srv.OpenModel("openai/gpt-oss-120b")
+	if _, err := c.Stream(context.Background(), "openai/gpt-oss-120b", userMsgs("x"), nil); err != nil {
+		t.Errorf("the reopened model failed: %v", err)
 	}
 }
 
@@ -123,6 +199,7 @@ func TestStreamMidStreamError(t *testing.T) {
 		wantDetail string
 	}{
 		{"bare JSON line", fakealbert.BareJSON, "Request timed out, model is too busy."},
+		{"bare JSON line, 2026 ReadTimeout", fakealbert.BareJSONReadTimeout, fakealbert.DetailReadTimeout},
 		{"event error frame", fakealbert.EventError, "Internal Server Error"},
 	}
 	for _, tt := range tests {
@@ -170,6 +247,40 @@ func TestStreamErrorBeforeText(t *testing.T) {
 			ae := asError(t, err)
 			if ae.Class != albert.ClassStream || ae.Partial || ae.Detail != tt.wantDetail || !ae.Retryable() {
 				t.Errorf("error = %+v, want retryable non-partial stream error %q", ae, tt.wantDetail)
+			}
+		})
+	}
+}
+
+// An error line after which the server keeps the connection open ends the
+// call at once, as a cut answer that keeps the text received before it;
+// go-openai alone would wait for the idle timeout and call it a timeout.
+func TestStreamErrorLineOnOpenConnection(t *testing.T) {
+	first := strings.SplitAfterN(recordedStream, "\n\n", 3)
+	tests := []struct {
+		name       string
+		frame      string
+		wantDetail string
+	}{
+		{"bare JSON", `{"detail":"Model is too busy (ReadTimeout), please try again later."}` + "\n", "Model is too busy (ReadTimeout), please try again later."},
+		{"event error", "event: error\ndata: {\"error\":{\"message\":\"Internal Server Error\"}}\n\n", "Internal Server Error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				_, _ = w.Write([]byte(first[0] + first[1] + tt.frame))
+				w.(http.Flusher).Flush()
+				<-r.Context().Done() // never closes on its own
+			}))
+			t.Cleanup(ts.Close)
+			c := albert.New(albert.Config{BaseURL: ts.URL + "/v1", Model: testModel, StreamIdleTimeout: time.Hour})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ans, err := c.Stream(ctx, "", userMsgs("x"), nil)
+			ae := asError(t, err)
+			if ae.Class != albert.ClassStream || !ae.Partial || ae.Detail != tt.wantDetail || ans.Text != "I" {
+				t.Errorf("error = %+v, text %q; want a partial stream error %q after \"I\"", ae, ans.Text, tt.wantDetail)
 			}
 		})
 	}

@@ -10,8 +10,13 @@ import (
 )
 
 // go-openai hides what Albert actually sent: it drops response headers on
-// errors (no Retry-After), and its stream reader swallows a bare JSON error
-// line (it ends like a normal stream) and garbles "event: error" frames. So
+// errors (no Retry-After, no x-ratelimit-*), and its stream reader (v1.43
+// stream_reader.go) puts any line without "data:" into an error accumulator
+// that it reads only when the body ends and only in OpenAI's {"error": ...}
+// shape: a bare {"detail": ...} line is swallowed, the stream ends like a
+// normal one (io.EOF), and if the server keeps the connection open the
+// reader waits for more. "event: error" frames are garbled with the event
+// line into an unreadable error. So
 // every request made by a Client goes through observingTransport, which
 // records, for the call found in the request context, the status, the
 // headers, the error body and the SSE frames that go-openai skips.
@@ -39,6 +44,8 @@ type call struct {
 
 	// activity is called whenever bytes arrive, to push back the idle timer.
 	activity func()
+	// onStreamErr is called once when an error frame is seen.
+	onStreamErr func()
 }
 
 func withCall(ctx context.Context, c *call) context.Context {
@@ -172,6 +179,9 @@ func (c *call) setStreamErr(data []byte) {
 	}
 	c.streamErr = true
 	c.streamDetail = detailFromBody(data)
+	if c.onStreamErr != nil {
+		c.onStreamErr()
+	}
 }
 
 // idleTimer cancels a call whose server stays silent for too long.

@@ -1,11 +1,15 @@
 // Package fakealbert is a fake Albert API server for end-to-end tests,
 // benchmarks and demos. It speaks the OpenAI-compatible dialect of the real
 // gateway with its quirks (see albert-api.md): FastAPI {"detail": ...} error
-// bodies, Retry-After on 503, a final usage chunk with "choices": [], and
-// mid-stream errors as a bare JSON line or as an "event: error" frame.
+// bodies, Retry-After on 503, x-ratelimit-* headers, per-minute and per-day
+// 429s, 403 for a model closed to the key, a final usage chunk with
+// "choices": [] (two of them when the upstream sends its own), cost and
+// carbon in both of their shapes, and mid-stream errors as a bare JSON line
+// or as an "event: error" frame.
 package fakealbert
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -26,6 +30,88 @@ const (
 	// EventError writes "event: error" and
 	// data: {"error":{"message":"Internal Server Error"}}, then closes the stream.
 	EventError
+	// BareJSONReadTimeout is the 2026 engine's bare JSON line,
+	// {"detail":"Model is too busy (ReadTimeout), please try again later."},
+	// then the stream closes.
+	BareJSONReadTimeout
+)
+
+// UsageStyle is the shape of the usage object in the final chunk.
+type UsageStyle int
+
+const (
+	// UsageCarbonNumbers is the shape since March 2026: token counts, "cost"
+	// in euros, "carbon": {"kWh": n, "kgCO2eq": n} and "requests".
+	UsageCarbonNumbers UsageStyle = iota
+	// UsageCarbonRange is the older shape (and /me/usage's in the August
+	// 2026 docs): each carbon figure is {"min": n, "max": n}.
+	UsageCarbonRange
+	// UsageTokensOnly is OpenAI's plain usage: token counts only.
+	UsageTokensOnly
+)
+
+// Failure is an error answer to a chat call.
+type Failure struct {
+	// Status is the HTTP status.
+	Status int
+	// Detail is the FastAPI "detail" string.
+	Detail string
+	// Header is added to the answer (Retry-After, x-ratelimit-*).
+	Header http.Header
+}
+
+// With returns f with one more header.
+func (f Failure) With(key, value string) Failure {
+	h := f.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set(key, value)
+	f.Header = h
+	return f
+}
+
+// The error answers of the 2026 engine, from albert-api.md.
+
+// PerMinuteLimit is a 429 of the per-minute request window.
+func PerMinuteLimit(limit int) Failure {
+	return Failure{Status: http.StatusTooManyRequests, Detail: fmt.Sprintf("%d requests per minute exceeded (remaining: 0).", limit)}
+}
+
+// PerDayLimit is a 429 of the per-day request window. Like the March 2026
+// engine it carries no header; add one with With.
+func PerDayLimit(limit int) Failure {
+	return Failure{Status: http.StatusTooManyRequests, Detail: fmt.Sprintf("%d requests per day exceeded (remaining: 0).", limit)}
+}
+
+// PerDayTokens is a 429 of the per-day input token window.
+func PerDayTokens(limit int) Failure {
+	return Failure{Status: http.StatusTooManyRequests, Detail: fmt.Sprintf("%d input tokens per day exceeded (remaining: 0).", limit)}
+}
+
+// Overloaded is the 2026 overload answer: 503 with "Retry-After: 10".
+func Overloaded() Failure {
+	return Failure{Status: http.StatusServiceUnavailable, Detail: DetailTooBusy2026}.With("Retry-After", "10")
+}
+
+// InsufficientBudget is the 400 of a key whose budget is spent.
+func InsufficientBudget() Failure {
+	return Failure{Status: http.StatusBadRequest, Detail: "Insufficient budget."}
+}
+
+// InvalidKey is the 2026 engine's answer to a bad key (403, not 401).
+func InvalidKey() Failure {
+	return Failure{Status: http.StatusForbidden, Detail: "Invalid API key."}
+}
+
+// Details of the 2026 engine's errors.
+const (
+	// DetailTooBusy2026 is the 503 overload detail.
+	DetailTooBusy2026 = "Model is too busy, please try again later."
+	// DetailModelClosed is the 403 of a model closed to the key.
+	DetailModelClosed = "Insufficient permissions to access the model."
+	// DetailReadTimeout is the bare JSON line of an upstream timeout mid-stream.
+	DetailReadTimeout = "Model is too busy (ReadTimeout), please try again later."
 )
 
 // Request is a recorded chat completion request.
@@ -68,8 +154,10 @@ type Server struct {
 	reply      func(Request) string
 	models     []albert.Model
 	failN      int
-	failStatus int
-	failDetail string
+	fail       Failure
+	closed     map[string]bool // model ids answered with 403
+	usage      UsageStyle
+	twoUsage   bool
 	midN       int
 	midStyle   MidStreamStyle
 	requests   []Request
@@ -162,11 +250,62 @@ func (s *Server) SetModels(models []albert.Model) {
 }
 
 // FailNext makes the next n chat calls answer status with {"detail": detail};
-// a 503 carries "Retry-After: 1".
+// a 503 carries "Retry-After: 1" (short, for tests; Overloaded is the real 10).
 func (s *Server) FailNext(n int, status int, detail string) {
+	f := Failure{Status: status, Detail: detail}
+	if status == http.StatusServiceUnavailable {
+		f = f.With("Retry-After", "1")
+	}
+	s.FailNextWith(n, f)
+}
+
+// FailNextWith makes the next n chat calls answer f.
+func (s *Server) FailNextWith(n int, f Failure) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failN, s.failStatus, s.failDetail = n, status, detail
+	s.failN, s.fail = n, f
+}
+
+// CloseModel makes chat calls with model (its id or an alias) answer 403
+// "Insufficient permissions to access the model." until OpenModel: the
+// model is closed to the key (its limit is 0). It stays in GET /models.
+func (s *Server) CloseModel(model string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed == nil {
+		s.closed = map[string]bool{}
+	}
+	if id, status := resolveModel(s.models, model); status == 0 {
+		model = id
+	}
+	s.closed[model] = true
+}
+
+// OpenModel undoes CloseModel.
+func (s *Server) OpenModel(model string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id, status := resolveModel(s.models, model); status == 0 {
+		model = id
+	}
+	delete(s.closed, model)
+}
+
+// SetUsage sets the shape of the usage object (UsageCarbonNumbers unless set).
+func (s *Server) SetUsage(style UsageStyle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.usage = style
+}
+
+// SetTwoUsageChunks makes streams that asked for include_usage carry two
+// "choices": [] chunks before [DONE], as the engine does: the upstream's own
+// usage (counted with the model's tokenizer, without cost) and then the
+// engine's, which is the one to keep.
+func (s *Server) SetTwoUsageChunks(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.twoUsage = on
 }
 
 // FailMidStream makes the next n streamed chat calls send the role chunk and

@@ -121,6 +121,7 @@ func TestMidStreamShape(t *testing.T) {
 	}{
 		{"bare JSON", fakealbert.BareJSON, `{"detail":"Request timed out, model is too busy."}` + "\n"},
 		{"event error", fakealbert.EventError, "event: error\ndata: {\"error\":{\"message\":\"Internal Server Error\"}}\n\n"},
+		{"bare JSON, 2026 ReadTimeout", fakealbert.BareJSONReadTimeout, `{"detail":"Model is too busy (ReadTimeout), please try again later."}` + "\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -158,6 +159,17 @@ func TestErrorResponses(t *testing.T) {
 			429, `{"detail":"Too many requests."}`, ""},
 		{"missing messages", nil, `{"model":"mistral-medium-2508"}`, nil,
 			422, `{"detail":[{"input":null,"loc":["body","messages"],"msg":"Field required","type":"missing"}]}`, ""},
+		{"2026 overload", func(s *fakealbert.Server) { s.FailNextWith(1, fakealbert.Overloaded()) }, chatBody, nil,
+			503, `{"detail":"Model is too busy, please try again later."}`, "10"},
+		{"per-day limit", func(s *fakealbert.Server) { s.FailNextWith(1, fakealbert.PerDayLimit(1000)) }, chatBody, nil,
+			429, `{"detail":"1000 requests per day exceeded (remaining: 0)."}`, ""},
+		{"per-day limit with Retry-After", func(s *fakealbert.Server) {
+			s.FailNextWith(1, fakealbert.PerDayTokens(5000).With("Retry-After", "3600"))
+		}, chatBody, nil, 429, `{"detail":"5000 input tokens per day exceeded (remaining: 0)."}`, "3600"},
+		{"model closed to the key", func(s *fakealbert.Server) { s.CloseModel("albert-large") }, chatBody, nil,
+			403, `{"detail":"Insufficient permissions to access the model."}`, ""},
+		{"budget", func(s *fakealbert.Server) { s.FailNextWith(1, fakealbert.InsufficientBudget()) }, chatBody, nil,
+			400, `{"detail":"Insufficient budget."}`, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -176,6 +188,81 @@ func TestErrorResponses(t *testing.T) {
 			}
 			if srv.Calls() != 1 || len(srv.Requests()) != 1 {
 				t.Errorf("Calls = %d, Requests = %d, want 1", srv.Calls(), len(srv.Requests()))
+			}
+		})
+	}
+}
+
+// x-ratelimit-* headers set with With reach the client as they are.
+func TestRateLimitHeaders(t *testing.T) {
+	srv := fakealbert.Start()
+	defer srv.Close()
+	srv.FailNextWith(1, fakealbert.PerMinuteLimit(50).With("X-Ratelimit-Remaining-Requests", "0").With("X-Ratelimit-Reset-Requests", "6m0s"))
+	resp := post(t, srv, chatBody, nil)
+	if resp.StatusCode != 429 || resp.Header.Get("X-Ratelimit-Reset-Requests") != "6m0s" || resp.Header.Get("X-Ratelimit-Remaining-Requests") != "0" {
+		t.Errorf("got %d with headers %v", resp.StatusCode, resp.Header)
+	}
+}
+
+// usageChunks returns the "choices": [] chunks of a stream, raw.
+func usageChunks(t *testing.T, body io.Reader) []map[string]json.RawMessage {
+	t.Helper()
+	var out []map[string]json.RawMessage
+	sc := bufio.NewScanner(body)
+	for sc.Scan() {
+		l, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok || l == "[DONE]" || !strings.Contains(l, `"choices":[]`) {
+			continue
+		}
+		var c struct {
+			Usage map[string]json.RawMessage `json:"usage"`
+		}
+		if err := json.Unmarshal([]byte(l), &c); err != nil {
+			t.Fatalf("bad chunk %q: %v", l, err)
+		}
+		out = append(out, c.Usage)
+	}
+	return out
+}
+
+func TestUsageShapes(t *testing.T) {
+	tests := []struct {
+		name       string
+		style      fakealbert.UsageStyle
+		two        bool
+		wantChunks int
+		wantCarbon string // a fragment of the last chunk's carbon
+		wantCost   bool
+	}{
+		{"2026: carbon as numbers", fakealbert.UsageCarbonNumbers, false, 1, `"kWh":0`, true},
+		{"before March 2026: carbon as ranges", fakealbert.UsageCarbonRange, false, 1, `"max":`, true},
+		{"tokens only", fakealbert.UsageTokensOnly, false, 1, "", false},
+		{"upstream usage chunk first", fakealbert.UsageCarbonNumbers, true, 2, `"kgCO2eq":`, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakealbert.Start()
+			defer srv.Close()
+			srv.SetUsage(tt.style)
+			srv.SetTwoUsageChunks(tt.two)
+			chunks := usageChunks(t, post(t, srv, chatBody, nil).Body)
+			if len(chunks) != tt.wantChunks {
+				t.Fatalf("%d usage chunks, want %d", len(chunks), tt.wantChunks)
+			}
+			last := chunks[len(chunks)-1]
+			if carbon := string(last["carbon"]); !strings.Contains(carbon, tt.wantCarbon) || (tt.wantCarbon == "") != (carbon == "") {
+				t.Errorf("carbon = %s, want it to contain %q", carbon, tt.wantCarbon)
+			}
+			if _, ok := last["cost"]; ok != tt.wantCost {
+				t.Errorf("cost present %v, want %v", ok, tt.wantCost)
+			}
+			if tt.wantCost && string(last["requests"]) != "1" {
+				t.Errorf("requests = %s, want 1", last["requests"])
+			}
+			if tt.two {
+				if _, ok := chunks[0]["cost"]; ok || string(chunks[0]["prompt_tokens"]) == string(last["prompt_tokens"]) {
+					t.Errorf("upstream chunk %v is not told apart from the engine's %v", chunks[0], last)
+				}
 			}
 		})
 	}
@@ -225,6 +312,11 @@ func TestKnobsConcurrent(t *testing.T) {
 			srv.SetLatency(0)
 			srv.SetReply(nil)
 			srv.FailMidStream(0, fakealbert.BareJSON)
+			srv.FailNextWith(0, fakealbert.Overloaded())
+			srv.CloseModel("x")
+			srv.OpenModel("x")
+			srv.SetUsage(fakealbert.UsageCarbonRange)
+			srv.SetTwoUsageChunks(true)
 			_ = srv.Requests()
 		})
 	}

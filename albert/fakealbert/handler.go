@@ -123,8 +123,10 @@ func contentText(raw json.RawMessage) string {
 
 // plan is what a chat call will do, decided under the lock.
 type plan struct {
-	failStatus int
-	failDetail string
+	fail       Failure
+	closed     bool
+	usage      UsageStyle
+	twoUsage   bool
 	midStream  bool
 	midStyle   MidStreamStyle
 	latency    time.Duration
@@ -152,13 +154,14 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	s.calls++
 	s.requests = append(s.requests, req)
 	authorized := s.apiKey == "" || r.Header.Get("Authorization") == "Bearer "+s.apiKey
-	p := plan{latency: s.latency, tokenDelay: s.tokenDelay, reply: s.reply}
+	p := plan{latency: s.latency, tokenDelay: s.tokenDelay, reply: s.reply, usage: s.usage, twoUsage: s.twoUsage && req.IncludeUsage}
 	if authorized && s.failN > 0 {
 		s.failN--
-		p.failStatus, p.failDetail = s.failStatus, s.failDetail
+		p.fail = s.fail
 	}
 	p.modelID, p.modelErr = resolveModel(s.models, req.Model)
-	if authorized && p.failStatus == 0 && p.modelErr == 0 && req.Stream && s.midN > 0 {
+	p.closed = s.closed[req.Model] || (p.modelID != "" && s.closed[p.modelID])
+	if authorized && p.fail.Status == 0 && p.modelErr == 0 && !p.closed && req.Stream && s.midN > 0 {
 		s.midN--
 		p.midStream, p.midStyle = true, s.midStyle
 	}
@@ -175,11 +178,13 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 		writeDetail(w, http.StatusUnprocessableEntity, missingField("model"))
 	case len(body.Messages) == 0:
 		writeDetail(w, http.StatusUnprocessableEntity, missingField("messages"))
-	case p.failStatus != 0:
-		if p.failStatus == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
+	case p.fail.Status != 0:
+		for k, vs := range p.fail.Header {
+			w.Header()[k] = vs
 		}
-		writeDetail(w, p.failStatus, p.failDetail)
+		writeDetail(w, p.fail.Status, p.fail.Detail)
+	case p.closed:
+		writeDetail(w, http.StatusForbidden, DetailModelClosed)
 	case p.modelErr == http.StatusNotFound:
 		writeDetail(w, http.StatusNotFound, detailNotFound)
 	case p.modelErr != 0:
@@ -226,21 +231,61 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 type usageJSON struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int      `json:"prompt_tokens"`
+	CompletionTokens int      `json:"completion_tokens"`
+	TotalTokens      int      `json:"total_tokens"`
+	Cost             *float64 `json:"cost,omitempty"`
+	Carbon           any      `json:"carbon,omitempty"`
+	Requests         *int     `json:"requests,omitempty"`
 }
 
 // usageFor counts tokens a little differently from albert.EstimateTokens (a
 // per-message overhead, as chat templates add), so tests can tell real usage
-// from the client's estimate.
-func usageFor(req Request, text string) usageJSON {
+// from the client's estimate. Cost and carbon follow from the tokens (see
+// UsageFigures).
+func usageFor(req Request, text string, style UsageStyle) usageJSON {
 	u := usageJSON{CompletionTokens: albert.EstimateTokens(text)}
 	for _, m := range req.Messages {
 		u.PromptTokens += albert.EstimateTokens(m.Content) + 4
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	if style == UsageTokensOnly {
+		return u
+	}
+	cost, kwh, co2 := UsageFigures(u.PromptTokens, u.CompletionTokens)
+	one := 1
+	u.Cost, u.Requests = &cost, &one
+	switch style {
+	case UsageCarbonRange:
+		u.Carbon = map[string]map[string]float64{
+			"kWh":     {"min": kwh / 2, "max": kwh},
+			"kgCO2eq": {"min": co2 / 2, "max": co2},
+		}
+	default:
+		u.Carbon = map[string]float64{"kWh": kwh, "kgCO2eq": co2}
+	}
 	return u
+}
+
+// upstreamUsageFor is the upstream model's own usage chunk, counted with its
+// tokenizer (not Albert's), without cost or carbon.
+func upstreamUsageFor(req Request, text string) usageJSON {
+	u := usageJSON{CompletionTokens: albert.EstimateTokens(text) + 1}
+	for _, m := range req.Messages {
+		u.PromptTokens += albert.EstimateTokens(m.Content) + 1
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	return u
+}
+
+// UsageFigures are the fake's cost (euros), energy (kWh) and emissions
+// (kgCO2eq) for a call: 0.5 € and 1.5 € per million prompt and completion
+// tokens, 0.1 Wh per thousand tokens, 60 g of CO2 per kWh. In the
+// {"min","max"} shape they are the max.
+func UsageFigures(prompt, completion int) (cost, kWh, kgCO2eq float64) {
+	cost = (float64(prompt)*0.5 + float64(completion)*1.5) / 1e6
+	kWh = float64(prompt+completion) * 1e-7
+	return cost, kWh, kWh * 0.06
 }
 
 func newID() string {
@@ -260,7 +305,7 @@ func (s *Server) complete(ctx context.Context, w http.ResponseWriter, req Reques
 			"index": 0, "message": map[string]any{"role": "assistant", "content": text},
 			"logprobs": nil, "finish_reason": "stop",
 		}},
-		"usage": usageFor(req, text),
+		"usage": usageFor(req, text, p.usage),
 	})
 }
 
@@ -346,6 +391,8 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 		switch p.midStyle {
 		case EventError:
 			fmt.Fprintf(w, "event: error\ndata: {\"error\":{\"message\":%q}}\n\n", messageInternal)
+		case BareJSONReadTimeout:
+			fmt.Fprintf(w, "{\"detail\":%q}\n", DetailReadTimeout)
 		default:
 			fmt.Fprintf(w, "{\"detail\":%q}\n", detailTooBusy)
 		}
@@ -355,7 +402,16 @@ func (s *Server) stream(ctx context.Context, w http.ResponseWriter, req Request,
 		return
 	}
 
-	u := usageFor(req, text)
+	if p.twoUsage {
+		up := upstreamUsageFor(req, text)
+		c := base
+		c.Choices = []choiceJSON{}
+		c.Usage = &up
+		if !send(c) {
+			return
+		}
+	}
+	u := usageFor(req, text, p.usage)
 	last := base
 	last.Choices = []choiceJSON{}
 	last.Usage = &u
