@@ -29,7 +29,9 @@ const VersionTable = "guichet_version"
 func Open(path string) (*dbutil.Database, error) {
 	uri := path
 	if !strings.HasPrefix(uri, "file:") {
-		uri = "file:" + uri
+		// A plain path is a file name, even with characters that a SQLite
+		// URI would read as its query or fragment.
+		uri = "file:" + strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(uri)
 	}
 	uri = withDefault(uri, "_txlock", "immediate")
 	// Each question runs the same few dozen statements: preparing them once

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -110,12 +112,20 @@ func TestOpenURIForms(t *testing.T) {
 		{"file URI", "file:" + filepath.Join(dir, "b.db")},
 		{"file URI with a parameter", "file:" + filepath.Join(dir, "c.db") + "?_busy_timeout=1000"},
 		{"explicit txlock kept", "file:" + filepath.Join(dir, "d.db") + "?_txlock=deferred"},
+		// A plain path is a name: '#', '?' and '%' are not URI syntax.
+		{"plain path with URI characters", filepath.Join(dir, "e#1?x=%41.db")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			st, _ := openPath(t, tt.path)
 			if err := st.Ping(context.Background()); err != nil {
 				t.Fatalf("Ping: %v", err)
+			}
+			if strings.HasPrefix(tt.path, "file:") {
+				return
+			}
+			if _, err := os.Stat(tt.path); err != nil {
+				t.Errorf("the database is not at %q: %v", tt.path, err)
 			}
 		})
 	}
@@ -899,7 +909,7 @@ func TestConcurrentApprove(t *testing.T) {
 		for _, mod := range []id.UserID{mod1, mod2} {
 			wg.Go(func() {
 				<-start
-				r, err := svc.Approve(ctx, mod, user, "")
+				r, err := svc.Approve(ctx, mod, approvals.User(user), "")
 				results <- outcome{mod, r, err}
 			})
 		}
