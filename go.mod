@@ -8,6 +8,7 @@ require (
 	github.com/spf13/viper v1.21.0
 	go.mau.fi/util v0.11.0
 	go.yaml.in/yaml/v3 v3.0.4
+	golang.org/x/text v0.43.0
 	golang.org/x/time v0.16.0
 	maunium.net/go/mautrix v0.32.0
 )
@@ -36,5 +37,4 @@ require (
 	golang.org/x/exp v0.0.0-20261014143641-f0251eb4aa3e // indirect
 	golang.org/x/net v0.61.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
-	golang.org/x/text v0.43.0 // indirect
 )

@@ -1,14 +1,13 @@
 package bot
 
 import (
-	"context"
 	"errors"
+	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 
-	"maunium.net/go/mautrix/commands"
-	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/format"
+	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -22,28 +21,49 @@ type command struct {
 // maxCommandLen bounds what the parser reads; longer messages are not commands.
 const maxCommandLen = 4000
 
-// messageText returns the text of a message, with mention pills in its HTML
-// turned into user ids (a pill's plain body holds only a display name).
-func messageText(ctx context.Context, content *event.MessageEventContent) string {
-	if content.Format == event.FormatHTML && content.FormattedBody != "" {
-		return commands.IDHTMLParser.Parse(content.FormattedBody, format.NewContext(ctx))
+// parseCommand recognises "!name ..." messages. The text is put in NFC, so
+// that a name typed with a combining accent (as some keyboards send it)
+// matches; the name is lower-cased and loses the invisible characters that
+// may hide in it. "！" (full width) counts as "!". White space is any
+// Unicode space (NBSP included), and words made only of invisible
+// characters (a lone U+200B) are not arguments.
+func parseCommand(text string) (command, bool) {
+	text = strings.TrimFunc(text, invisible)
+	if len(text) > maxCommandLen {
+		return command{}, false
 	}
-	return content.Body
+	text = norm.NFC.String(text)
+	rest, ok := strings.CutPrefix(text, "!")
+	if !ok {
+		if rest, ok = strings.CutPrefix(text, "！"); !ok {
+			return command{}, false
+		}
+	}
+	// After the trim, the name starts with a visible character.
+	rest = strings.TrimLeftFunc(rest, invisible)
+	if rest == "" {
+		return command{}, false
+	}
+	end := strings.IndexFunc(rest, unicode.IsSpace)
+	if end < 0 {
+		end = len(rest)
+	}
+	name := dropIgnorable(rest[:end])
+	rest = rest[end:]
+	raw := strings.TrimFunc(rest, invisible)
+	return command{Name: norm.NFC.String(strings.ToLower(name)), Args: words(raw), Raw: raw}, true
 }
 
-// parseCommand recognises "!name ..." messages.
-func parseCommand(text string) (command, bool) {
-	text = strings.TrimSpace(text)
-	if len(text) < 2 || text[0] != '!' || len(text) > maxCommandLen {
-		return command{}, false
+// words splits text on Unicode white space, leaving out the words that show
+// nothing.
+func words(text string) []string {
+	var out []string
+	for _, w := range strings.Fields(text) {
+		if visible(w) {
+			out = append(out, w)
+		}
 	}
-	fields := strings.Fields(text[1:])
-	if len(fields) == 0 {
-		return command{}, false
-	}
-	name := fields[0]
-	raw := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(text[1:]), name))
-	return command{Name: strings.ToLower(name), Args: fields[1:], Raw: raw}, true
+	return out
 }
 
 // target is who a moderator's command is about: a user or a request number.
@@ -56,27 +76,56 @@ var (
 	errBadTarget = errors.New("not a user id or request number")
 )
 
-// parseTarget reads "@user:server", a matrix.to link (from a pill) or "#42".
+// parseTarget reads a user as a bare id or any permalink to them (see
+// parsePermalink: matrix.to, matrix:u/, Tchap's https://HOST/#/user/...),
+// or a request number "#42". Invisible characters, full-width forms and
+// wrapping punctuation ("<@a:b>", "`@a:b`", "@a:b,") are ignored. A link to
+// a room is not a target.
 func parseTarget(arg string) (target, error) {
-	arg = strings.TrimSpace(arg)
-	if strings.HasPrefix(arg, "https://matrix.to/#/") {
-		arg = strings.TrimPrefix(arg, "https://matrix.to/#/")
-		if i := strings.IndexAny(arg, "/?"); i >= 0 {
-			arg = arg[:i]
-		}
-	}
-	if strings.HasPrefix(arg, "#") {
-		n, err := strconv.ParseInt(arg[1:], 10, 64)
-		if err != nil || n <= 0 {
+	arg = cleanTarget(arg)
+	if n, ok := strings.CutPrefix(arg, "#"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		number, err := strconv.ParseInt(n, 10, 64)
+		if err != nil || number <= 0 {
 			return target{}, errBadTarget
 		}
-		return target{RequestID: n}, nil
+		return target{RequestID: number}, nil
 	}
-	user := id.UserID(arg)
-	if local, _, err := user.ParseAndValidateRelaxed(); err != nil || local == "" || !strings.HasPrefix(arg, "@") {
-		return target{}, errBadTarget
+	if p, ok := parsePermalink(arg); ok && p.User != "" {
+		return target{User: p.User}, nil
 	}
-	return target{User: user}, nil
+	return target{}, errBadTarget
+}
+
+// cleanTarget removes from a word what may surround an id without being
+// part of it.
+func cleanTarget(arg string) string {
+	arg = norm.NFKC.String(dropIgnorable(arg))
+	arg = strings.TrimFunc(arg, unicode.IsSpace)
+	arg = strings.TrimLeft(arg, "<([{\"'`«“‘")
+	arg = strings.TrimRight(arg, ">)]}\"'`»”’,;.!?")
+	return arg
+}
+
+// looksLikeTarget reports whether a word is meant as a target (and is
+// reported as a bad one if it does not parse), rather than the start of the
+// note or reason.
+func looksLikeTarget(arg string) bool {
+	arg = cleanTarget(arg)
+	if strings.HasPrefix(arg, "@") || strings.HasPrefix(arg, "#") || hasPrefixFold(arg, "matrix:") {
+		return true
+	}
+	if u, err := url.Parse(arg); err == nil && (u.Scheme == "https" || u.Scheme == "http") {
+		if strings.EqualFold(u.Hostname(), "matrix.to") {
+			return true
+		}
+		_, ok := parsePermalink(arg)
+		return ok
+	}
+	return false
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // splitTargets takes the leading targets of args; the rest is the note or
@@ -85,7 +134,7 @@ func splitTargets(args []string) (targets []target, bad []string, rest string) {
 	i := 0
 	for ; i < len(args); i++ {
 		a := args[i]
-		if !strings.HasPrefix(a, "@") && !strings.HasPrefix(a, "#") && !strings.HasPrefix(a, "https://matrix.to/") {
+		if !looksLikeTarget(a) {
 			break
 		}
 		t, err := parseTarget(a)

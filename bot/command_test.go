@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode"
 
+	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
@@ -156,7 +157,9 @@ func TestParseTarget(t *testing.T) {
 		{name: "event id", arg: "$event:b"},
 		{name: "empty", arg: ""},
 		{name: "at sign alone", arg: "@"},
-		{name: "other link", arg: "https://example.org/#/@a:b"},
+		{name: "matrix.to layout on another host", arg: "https://example.org/#/@a:b", want: target{User: "@a:b"}},
+		{name: "other link", arg: "https://example.org/@a:b"},
+		{name: "other link with a fragment", arg: "https://example.org/#/users/@a:b"},
 		{name: "too long user id", arg: "@" + strings.Repeat("a", 250) + ":b.fr"},
 	}
 	for _, tt := range tests {
@@ -306,29 +309,39 @@ func FuzzParseCommand(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, text string) {
 		cmd, ok := parseCommand(text)
-		trimmed := strings.TrimSpace(text)
+		trimmed := strings.TrimFunc(text, invisible)
+		after, bang := strings.CutPrefix(trimmed, "!")
+		if !bang {
+			after, bang = strings.CutPrefix(trimmed, "！")
+		}
 		if !ok {
 			if cmd.Name != "" || cmd.Args != nil || cmd.Raw != "" {
 				t.Fatalf("parseCommand(%q) refused but returned %+v", text, cmd)
 			}
-			if len(trimmed) >= 2 && trimmed[0] == '!' && len(trimmed) <= maxCommandLen && len(strings.Fields(trimmed[1:])) > 0 {
+			if bang && len(trimmed) <= maxCommandLen && visible(after) {
 				t.Fatalf("parseCommand(%q) refused a command", text)
 			}
 			return
 		}
-		if len(trimmed) > maxCommandLen || trimmed[0] != '!' {
+		if len(trimmed) > maxCommandLen || !bang {
 			t.Fatalf("parseCommand(%q) accepted a non-command", text)
 		}
-		if cmd.Name == "" || cmd.Name != strings.ToLower(cmd.Name) || strings.ContainsFunc(cmd.Name, unicode.IsSpace) {
-			t.Fatalf("parseCommand(%q) Name = %q: want non-empty, lower-case, one word", text, cmd.Name)
+		if cmd.Name == "" || cmd.Name != norm.NFC.String(strings.ToLower(cmd.Name)) || strings.ContainsFunc(cmd.Name, unicode.IsSpace) || strings.ContainsFunc(cmd.Name, ignorable) {
+			t.Fatalf("parseCommand(%q) Name = %q: want non-empty, lower-case, NFC, one word, no invisible character", text, cmd.Name)
+		}
+		if !norm.NFC.IsNormalString(cmd.Raw) {
+			t.Fatalf("parseCommand(%q) Raw = %q is not NFC", text, cmd.Raw)
 		}
 		for _, a := range cmd.Args {
-			if a == "" || strings.ContainsFunc(a, unicode.IsSpace) {
-				t.Fatalf("parseCommand(%q) Args = %q: want words", text, cmd.Args)
+			if a == "" || strings.ContainsFunc(a, unicode.IsSpace) || !visible(a) {
+				t.Fatalf("parseCommand(%q) Args = %q: want visible words", text, cmd.Args)
 			}
 		}
-		if got := strings.Fields(cmd.Raw); !slices.Equal(got, cmd.Args) && len(got)+len(cmd.Args) > 0 {
+		if got := words(cmd.Raw); !slices.Equal(got, cmd.Args) {
 			t.Fatalf("parseCommand(%q): Raw %q holds %q, Args %q", text, cmd.Raw, got, cmd.Args)
+		}
+		if again, ok := parseCommand("!" + cmd.Name + " " + cmd.Raw); !ok || again.Name != cmd.Name || again.Raw != cmd.Raw {
+			t.Fatalf("parseCommand(%q) = %+v, but its own text reads as %+v, %v", text, cmd, again, ok)
 		}
 
 		targets, bad, rest := splitTargets(cmd.Args)

@@ -191,13 +191,15 @@ func (b *Bot) answerDM(ctx context.Context, evt *event.Event) (*reply, error) {
 	default:
 		return noticeReply(textTextOnly), nil
 	}
-	content.RemoveReplyFallback()
-	text := strings.TrimSpace(content.Body)
+	// A question is its Markdown body, without the reply fallback (the
+	// quoted turn is added by context); commands are read with pills
+	// resolved. Nothing visible (a lone U+200B) is nothing asked.
+	if cmd, ok := parseCommand(messageText(ctx, content)); ok {
+		return b.agentCommand(ctx, evt, cmd)
+	}
+	text := messageBody(content)
 	if text == "" {
 		return nil, nil
-	}
-	if cmd, ok := parseCommand(text); ok {
-		return b.agentCommand(ctx, evt, cmd)
 	}
 	if n := len([]rune(text)); n > b.cfg.MaxInputChars {
 		return noticeReply(textTooLong(n, b.cfg.MaxInputChars)), nil
