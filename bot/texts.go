@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/albert"
@@ -16,8 +15,6 @@ import (
 )
 
 // Everything people read is here, in French, so it can be reviewed as a whole.
-
-func mention(user id.UserID) string { return format.MarkdownMention(user) }
 
 func textAcknowledged(user id.UserID, req *approvals.Request) string {
 	renewed := ""
@@ -45,15 +42,20 @@ func textWelcome(policyURL, policyVersion string) string {
 		"- le service est **expérimental** et sans garantie de disponibilité ;\n"+
 		"- vous restez **entièrement responsable** de l'usage que vous faites des réponses dans votre travail ;\n"+
 		"- en cas de forte affluence, l'usage peut être **limité** ;\n"+
-		"- l'usage est soumis à la [politique de traitement des données](%s) (version %s) : "+
+		"- l'usage est soumis à la %s (version %s) : "+
 		"n'y copiez **aucune donnée confidentielle ni personnelle**.\n\n"+
 		"Pour accepter ces conditions, répondez `!accepter`. Vous pourrez ensuite poser vos questions ici.",
-		policyURL, policyVersion)
+		policyLink(policyURL), literal(policyVersion))
 }
 
 func textPolicyChanged(policyURL, policyVersion string) string {
-	return fmt.Sprintf("Les conditions d'utilisation ont changé : merci de relire la [politique de traitement des données](%s) "+
-		"(version %s), puis de répondre `!accepter` pour continuer.", policyURL, policyVersion)
+	return fmt.Sprintf("Les conditions d'utilisation ont changé : merci de relire la %s "+
+		"(version %s), puis de répondre `!accepter` pour continuer.", policyLink(policyURL), literal(policyVersion))
+}
+
+// policyLink links to the data policy.
+func policyLink(url string) string {
+	return link("politique de traitement des données", url)
 }
 
 const textAccepted = "Merci, vos conditions d'utilisation sont enregistrées. Vous pouvez poser votre question : " +
@@ -65,7 +67,7 @@ const textAcceptNotGranted = "Votre accès n'est pas encore validé : il n'y a r
 
 func textUnknownAgent(supportRoom id.RoomID) string {
 	return "Bonjour ! Je suis l'Assistant IA des agents publics. Pour l'utiliser, demandez l'accès dans le salon " +
-		"« L'Assistant IA | Support et retours » (" + format.MarkdownMentionRoomID("", supportRoom) +
+		"« L'Assistant IA | Support et retours » (" + roomLink(supportRoom) +
 		") : présentez-vous en un message, l'équipe valide les demandes en général dans la journée."
 }
 
@@ -80,12 +82,12 @@ func textWaitlisted(req *approvals.Request) string {
 }
 
 func textRejectedStatus(req *approvals.Request) string {
-	return "Votre demande d'accès n'a pas été acceptée" + reasonSuffix(req.Reason) +
+	return "Votre demande d'accès n'a pas été acceptée" + decisionReason(req) +
 		". Pour en reparler, écrivez dans le salon « L'Assistant IA | Support et retours »."
 }
 
 func textRevokedStatus(req *approvals.Request) string {
-	return "Votre accès à l'Assistant IA a été retiré" + reasonSuffix(req.Reason) +
+	return "Votre accès à l'Assistant IA a été retiré" + decisionReason(req) +
 		". Pour en reparler, écrivez dans le salon « L'Assistant IA | Support et retours »."
 }
 
@@ -94,11 +96,29 @@ func textRejectedNotice(user id.UserID, reason string) string {
 		"Vous pouvez répondre ici si vous pensez qu'il s'agit d'une erreur.", mention(user), reasonSuffix(reason))
 }
 
+// reasonSuffix shows a moderator's reason, whatever it says.
 func reasonSuffix(reason string) string {
-	if strings.TrimSpace(reason) == "" || strings.HasPrefix(reason, "access.") {
+	if strings.TrimSpace(reason) == "" {
 		return ""
 	}
-	return " (motif : " + format.EscapeMarkdown(reason) + ")"
+	return " (motif : " + freeText(reason) + ")"
+}
+
+// decidedByRule reports whether req's last decision was taken by an access
+// rule (access.deny, access.auto_approve) rather than by a moderator: a rule
+// records no one in DecidedBy, and its name in Reason.
+func decidedByRule(req *approvals.Request) bool {
+	return req.DecidedBy == "" && req.Status != approvals.StatusPending
+}
+
+// decisionReason is the reason of req's last decision as the agent reads
+// it: a moderator's reason is always shown; a rule's name says nothing to
+// the agent and is not.
+func decisionReason(req *approvals.Request) string {
+	if decidedByRule(req) {
+		return ""
+	}
+	return reasonSuffix(req.Reason)
 }
 
 const textNotModerator = "Désolé, seuls les modérateurs du salon peuvent utiliser cette commande. " +
@@ -112,13 +132,13 @@ const textTextOnly = "Je ne lis que les messages texte : merci d'écrire votre q
 
 func textApproved(user id.UserID, req *approvals.Request, pre bool) string {
 	if pre {
-		return fmt.Sprintf("✅ %s est pré-validé (demande n° %d créée) : je lui écris en message privé.", user, req.ID)
+		return fmt.Sprintf("✅ %s est pré-validé (demande n° %d créée) : je lui écris en message privé.", userText(user), req.ID)
 	}
-	return fmt.Sprintf("✅ Accès de %s validé (demande n° %d) : je lui écris en message privé.", user, req.ID)
+	return fmt.Sprintf("✅ Accès de %s validé (demande n° %d) : je lui écris en message privé.", userText(user), req.ID)
 }
 
 func textRejected(user id.UserID, req *approvals.Request) string {
-	return fmt.Sprintf("❌ Demande n° %d de %s refusée%s. Je l'en informe.", req.ID, user, reasonSuffix(req.Reason))
+	return fmt.Sprintf("❌ Demande n° %d de %s refusée%s. Je l'en informe.", req.ID, userText(user), decisionReason(req))
 }
 
 func textAlreadyDecided(req *approvals.Request, now time.Time) string {
@@ -136,12 +156,14 @@ func textAlreadyDecided(req *approvals.Request, now time.Time) string {
 		what = "en attente"
 	}
 	by := ""
-	if req.DecidedBy != "" && req.DecidedBy != req.UserID {
-		by = " par " + req.DecidedBy.String()
-	} else if req.Reason != "" && strings.HasPrefix(req.Reason, "access.") {
-		by = " par la règle " + req.Reason
+	if decidedByRule(req) {
+		if req.Reason != "" {
+			by = " par la règle " + code(req.Reason)
+		}
+	} else if req.DecidedBy != "" && req.DecidedBy != req.UserID {
+		by = " par " + userText(req.DecidedBy)
 	}
-	return fmt.Sprintf("La demande n° %d de %s est %s%s %s.", req.ID, req.UserID, what, by, ago(req.DecidedAt, now))
+	return fmt.Sprintf("La demande n° %d de %s est %s%s %s.", req.ID, userText(req.UserID), what, by, ago(req.DecidedAt, now))
 }
 
 func textBadTargets(bad []string) string {
@@ -150,19 +172,19 @@ func textBadTargets(bad []string) string {
 }
 
 func textNoTarget(cmd string) string {
-	return fmt.Sprintf("Pour qui ? Exemple : `!%s @prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`.", cmd)
+	return fmt.Sprintf("Pour qui ? Exemple : %s.", code("!"+clip(cmd, maxEchoed)+" @prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr"))
 }
 
 func textUnknownRequest(n int64) string { return fmt.Sprintf("Il n'y a pas de demande n° %d.", n) }
 
 func textNoRequest(user id.UserID) string {
-	return fmt.Sprintf("%s n'a pas de demande en cours.", user)
+	return fmt.Sprintf("%s n'a pas de demande en cours.", userText(user))
 }
 
 func textIsBot() string { return "Je ne peux pas me valider moi-même 🙂." }
 
 func textIsModerator(user id.UserID) string {
-	return fmt.Sprintf("%s est modérateur du salon : pas besoin de validation.", user)
+	return fmt.Sprintf("%s est modérateur du salon : pas besoin de validation.", userText(user))
 }
 
 // maxListed bounds the requests listed in one notice, so it stays readable.
@@ -178,7 +200,7 @@ func textPendingList(reqs []*approvals.Request, total int, now time.Time) string
 func pendingLines(reqs []*approvals.Request, total int, now time.Time) string {
 	var b strings.Builder
 	for _, r := range reqs {
-		fmt.Fprintf(&b, "- n° %d — %s (%s) — attend depuis %s\n", r.ID, r.UserID, r.UserID.Homeserver(), since(r.CreatedAt, now))
+		fmt.Fprintf(&b, "- n° %d — %s (%s) — attend depuis %s\n", r.ID, userText(r.UserID), literal(r.UserID.Homeserver()), since(r.CreatedAt, now))
 	}
 	if total > len(reqs) {
 		fmt.Fprintf(&b, "\n… et %d autre(s).", total-len(reqs))
@@ -187,7 +209,7 @@ func pendingLines(reqs []*approvals.Request, total int, now time.Time) string {
 }
 
 func textUnknownCommand(name string) string {
-	return fmt.Sprintf("Je ne connais pas la commande `!%s`. Tapez `!aide` pour la liste.", format.EscapeMarkdown(name))
+	return fmt.Sprintf("Je ne connais pas la commande %s. Tapez `!aide` pour la liste.", echoed("!"+name))
 }
 
 const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n" +
@@ -246,10 +268,7 @@ func ago(t, now time.Time) string {
 func quoteList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {
-		if r := []rune(s); len(r) > 80 {
-			s = string(r[:80]) + "…"
-		}
-		q[i] = "`" + strings.ReplaceAll(s, "`", "'") + "`"
+		q[i] = echoed(s)
 	}
 	return strings.Join(q, ", ")
 }
@@ -266,21 +285,21 @@ func textWaitlistedNotice(user id.UserID) string {
 
 func textApprovedWaitlisted(user id.UserID, req *approvals.Request, limit, used int) string {
 	if limit == 0 {
-		return fmt.Sprintf("⏳ %s est validé mais placé en liste d'attente (demande n° %d) : le mode surcharge est actif.", user, req.ID)
+		return fmt.Sprintf("⏳ %s est validé mais placé en liste d'attente (demande n° %d) : le mode surcharge est actif.", userText(user), req.ID)
 	}
 	return fmt.Sprintf("⏳ %s est validé mais placé en liste d'attente (demande n° %d) : capacité atteinte (%d/%d). "+
-		"Il entrera dès qu'une place se libère (`!capacity` pour l'augmenter).", user, req.ID, used, limit)
+		"Il entrera dès qu'une place se libère (`!capacity` pour l'augmenter).", userText(user), req.ID, used, limit)
 }
 
 func textPromoted(users []string) string {
 	if len(users) == 1 {
-		return "Place libérée : " + users[0] + " sort de la liste d'attente ; je lui écris en message privé."
+		return "Place libérée : " + usersText(users) + " sort de la liste d'attente ; je lui écris en message privé."
 	}
-	return "Places libérées : " + strings.Join(users, ", ") + " sortent de la liste d'attente ; je leur écris en message privé."
+	return "Places libérées : " + usersText(users) + " sortent de la liste d'attente ; je leur écris en message privé."
 }
 
 func textRevoked(user id.UserID, req *approvals.Request) string {
-	return fmt.Sprintf("🚫 Accès de %s retiré (demande n° %d)%s. Je l'en informe.", user, req.ID, reasonSuffix(req.Reason))
+	return fmt.Sprintf("🚫 Accès de %s retiré (demande n° %d)%s. Je l'en informe.", userText(user), req.ID, decisionReason(req))
 }
 
 func textRevokedNotice(user id.UserID, reason string) string {
@@ -289,11 +308,11 @@ func textRevokedNotice(user id.UserID, reason string) string {
 }
 
 func textNotGranted(req *approvals.Request) string {
-	return fmt.Sprintf("%s n'a pas d'accès à retirer (demande n° %d : %s).", req.UserID, req.ID, statusLabel(req.Status))
+	return fmt.Sprintf("%s n'a pas d'accès à retirer (demande n° %d : %s).", userText(req.UserID), req.ID, statusLabel(req.Status))
 }
 
 func textUnknownUser(user id.UserID) string {
-	return fmt.Sprintf("Je ne trouve pas de compte %s : vérifiez l'identifiant.", user)
+	return fmt.Sprintf("Je ne trouve pas de compte %s : vérifiez l'identifiant.", userText(user))
 }
 
 func textNotModeratorReaction(user id.UserID) string {
@@ -351,13 +370,13 @@ var actionLabels = map[string]string{
 func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntry, usage store.UsageTotals, loc *time.Location) string {
 	var b strings.Builder
 	if st.Request == nil {
-		fmt.Fprintf(&b, "%s : aucune demande.", user)
+		fmt.Fprintf(&b, "%s : aucune demande.", userText(user))
 	} else {
 		consent := "conditions non acceptées (version actuelle)"
 		if st.Consented {
 			consent = "conditions acceptées"
 		}
-		fmt.Fprintf(&b, "%s : demande n° %d, **%s**, %s. Usage : %d question(s), %d tokens.", user, st.Request.ID,
+		fmt.Fprintf(&b, "%s : demande n° %d, **%s**, %s. Usage : %d question(s), %d tokens.", userText(user), st.Request.ID,
 			statusLabel(st.Request.Status), consent, usage.Questions, usage.PromptTokens+usage.CompletionTokens)
 	}
 	if len(audit) > 0 {
@@ -366,13 +385,20 @@ func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntr
 		for _, e := range audit[start:] {
 			label := actionLabels[e.Action]
 			if label == "" {
-				label = e.Action
+				label = literal(e.Action)
 			}
-			detail := reasonSuffix(e.Reason)
-			if e.Action == approvals.ActionConsent {
-				detail = " (version " + format.EscapeMarkdown(e.Reason) + ")"
+			when := e.At.In(loc).Format("02/01/2006 15:04")
+			switch e.Action {
+			case approvals.ActionAutoApprove, approvals.ActionDeny:
+				// Decided by a rule, whose name is the reason; the actor
+				// recorded is the person who asked.
+				fmt.Fprintf(&b, "\n- %s : %s (règle %s)", when, label, code(e.Reason))
+				continue
+			case approvals.ActionConsent:
+				fmt.Fprintf(&b, "\n- %s : %s par %s (version %s)", when, label, userText(e.Actor), literal(e.Reason))
+				continue
 			}
-			fmt.Fprintf(&b, "\n- %s : %s par %s%s", e.At.In(loc).Format("02/01/2006 15:04"), label, e.Actor, detail)
+			fmt.Fprintf(&b, "\n- %s : %s par %s%s", when, label, userText(e.Actor), reasonSuffix(e.Reason))
 		}
 	}
 	return b.String()
@@ -401,7 +427,7 @@ func textNewConversation(idle time.Duration) string {
 }
 
 func textModelGone(model, fallback string) string {
-	return fmt.Sprintf("Le modèle `%s` n'est plus disponible : je repasse sur le modèle par défaut, `%s`.", model, fallback)
+	return fmt.Sprintf("Le modèle %s n'est plus disponible : je repasse sur le modèle par défaut, %s.", code(model), code(fallback))
 }
 
 // textAlbertError is what an agent reads when no answer could be obtained.
@@ -423,7 +449,7 @@ func textAlbertError(class albert.Class) string {
 
 func textOpsIncident(err *albert.Error) string {
 	return fmt.Sprintf("🚨 Incident Albert API : **%s**%s. Les agents reçoivent un message d'excuse ; prochaine alerte à la résolution.",
-		err.Class, statusSuffix(err))
+		literal(string(err.Class)), statusSuffix(err))
 }
 
 func statusSuffix(err *albert.Error) string {
@@ -434,7 +460,7 @@ func statusSuffix(err *albert.Error) string {
 }
 
 func textOpsResolved(class albert.Class, d time.Duration) string {
-	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", class, duration(d))
+	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", literal(string(class)), duration(d))
 }
 
 const textConversationReset = "C'est noté : nous commençons une nouvelle conversation."
@@ -447,7 +473,7 @@ const textForgotten = "C'est fait : vos conversations enregistrées sont effacé
 const textModeratorCommandInDM = "Les commandes des modérateurs se tapent dans le salon « L'Assistant IA | Support et retours »."
 
 func textConditions(url, version string, accepted time.Time, ok bool, loc *time.Location) string {
-	s := fmt.Sprintf("L'usage de l'Assistant IA est soumis à la [politique de traitement des données](%s) (version %s).", url, version)
+	s := fmt.Sprintf("L'usage de l'Assistant IA est soumis à la %s (version %s).", policyLink(url), literal(version))
 	if ok {
 		return s + " Vous l'avez acceptée le " + accepted.In(loc).Format("02/01/2006 à 15:04") + "."
 	}
@@ -462,18 +488,18 @@ func textModels(models []string, current string) string {
 		if m == current {
 			mark = " ← actuel"
 		}
-		fmt.Fprintf(&b, "- `%s`%s\n", m, mark)
+		fmt.Fprintf(&b, "- %s%s\n", code(m), mark)
 	}
 	b.WriteString("\nPour changer : `!modele <id>`.")
 	return b.String()
 }
 
 func textModelChosen(model string) string {
-	return fmt.Sprintf("C'est noté : je réponds désormais avec le modèle `%s`.", model)
+	return fmt.Sprintf("C'est noté : je réponds désormais avec le modèle %s.", code(model))
 }
 
 func textModelUnknown(model string, models []string) string {
-	return fmt.Sprintf("Le modèle `%s` n'est pas disponible. ", format.EscapeMarkdown(model)) + textModels(models, "")
+	return fmt.Sprintf("Le modèle %s n'est pas disponible. ", echoed(model)) + textModels(models, "")
 }
 
 const textModelsUnavailable = "Je n'arrive pas à obtenir la liste des modèles pour le moment. Réessayez dans quelques minutes."
@@ -571,7 +597,7 @@ func textQuotaOf(user id.UserID, q ratelimit.Quota, loc *time.Location) string {
 		kind = "limites personnalisées"
 	}
 	return fmt.Sprintf("%s : %s. Aujourd'hui %d question(s) sur %s, %d tokens sur %s, rythme %s.",
-		user, kind, q.MessagesToday, limitLine(q.Limits.MessagesPerDay, "par jour"), q.TokensToday,
+		userText(user), kind, q.MessagesToday, limitLine(q.Limits.MessagesPerDay, "par jour"), q.TokensToday,
 		limitLine(q.Limits.TokensPerDay, "par jour"), limitLine(q.Limits.MessagesPerMinute, "par minute"))
 }
 
@@ -609,7 +635,7 @@ func textStats(st store.Stats, gate ratelimit.GateStats, breaker string, over bo
 		slices.Sort(classes)
 		parts := make([]string, len(classes))
 		for i, c := range classes {
-			parts[i] = fmt.Sprintf("%s %d", c, st.ErrorsByClass[c])
+			parts[i] = fmt.Sprintf("%s %d", literal(c), st.ErrorsByClass[c])
 		}
 		b.WriteString("- erreurs Albert : " + strings.Join(parts, ", ") + "\n")
 	}
