@@ -118,18 +118,19 @@ func (l *Limiter) Record(ctx context.Context, user id.UserID, tokens int, overlo
 	return warn, nil
 }
 
-// Refund gives back the question counted by an allowed Check when it got
-// no answer after all (queue full, breaker open, Albert failed), so that the
-// agent is not charged for it. A question counted before midnight is not
-// given back after it.
+// Refund gives back the question counted by the agent's latest allowed
+// Check when it got no answer after all (queue full, breaker open, Albert
+// failed), so that the agent is not charged for it: it leaves the
+// per-minute window at once. A question counted before midnight is not
+// taken off the daily count after it.
 func (l *Limiter) Refund(ctx context.Context, user id.UserID) error {
 	err := l.store.InTx(ctx, func(ctx context.Context) error {
 		st, err := l.store.LimitState(ctx, user)
 		if err != nil {
 			return err
 		}
-		next := l.cfg.refund(st, l.now())
-		if next == st {
+		next, changed := l.cfg.refund(st, l.now())
+		if !changed {
 			return nil
 		}
 		return l.store.SaveLimitState(ctx, user, next)

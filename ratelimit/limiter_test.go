@@ -3,6 +3,8 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -86,8 +88,8 @@ func TestLimiterSurvivesRestart(t *testing.T) {
 	// A new Limiter on a new Store on the same file: nothing forgotten.
 	l = ratelimit.NewLimiter(testConfig(t), openStore(t, path), clk.Now)
 	d := mustCheck(t, l, alice, false)
-	if d.Allowed || d.Limit != ratelimit.PerMinute || !d.RetryAt.Equal(clk.Now().Add(30*time.Second)) {
-		t.Errorf("after restart: %+v, want refused per minute for 30 s", d)
+	if d.Allowed || d.Limit != ratelimit.PerMinute || !d.RetryAt.Equal(clk.Now().Add(time.Minute)) {
+		t.Errorf("after restart: %+v, want refused per minute for 60 s", d)
 	}
 	q, err := l.Quota(ctx, alice, false)
 	if err != nil {
@@ -107,9 +109,9 @@ func TestLimiterSurvivesRestart(t *testing.T) {
 	}
 
 	// Tokens went over 80 % before the restart: the warning came then.
-	clk.Advance(30 * time.Second)
+	clk.Advance(time.Minute)
 	if d := mustCheck(t, l, alice, false); !d.Allowed || len(d.Warn) != 0 {
-		t.Errorf("after 30 s: %+v, want allowed without warning", d)
+		t.Errorf("after 60 s: %+v, want allowed without warning", d)
 	}
 	// The next day (23 hours long) starts from zero.
 	clk.Set(midnight)
@@ -237,5 +239,170 @@ func TestLimiterConcurrentChecks(t *testing.T) {
 	q, _ := l.Quota(context.Background(), alice, false)
 	if q.MessagesToday != 5 {
 		t.Errorf("MessagesToday = %d, want 5", q.MessagesToday)
+	}
+}
+
+// TestLimiterPerMinuteWindow checks that messages_per_minute: N means at
+// most N questions in any 60 seconds, whatever sets N: the configuration, a
+// moderator's override, overload mode.
+func TestLimiterPerMinuteWindow(t *testing.T) {
+	type ask struct {
+		after      time.Duration // since the previous step
+		overloaded bool
+		refund     bool // give back the latest question instead of asking
+		allowed    bool
+		retryIn    time.Duration // from this step, when refused
+	}
+	yes := func(after time.Duration) ask { return ask{after: after, allowed: true} }
+	no := func(after, retryIn time.Duration) ask { return ask{after: after, retryIn: retryIn} }
+	s := time.Second
+	tests := []struct {
+		name     string
+		perMin   int
+		burst    int
+		override string // as a moderator types it after !quota @agent
+		steps    []ask
+	}{
+		{
+			name: "N=2: the third question within a minute is refused", perMin: 2, burst: 2,
+			steps: []ask{yes(0), yes(20 * s), no(20*s, 20*s), no(19*s, s), yes(s), no(0, 20*s), yes(20 * s)},
+		},
+		{
+			name: "a burst larger than N in the past lets no more through", perMin: 2, burst: 0,
+			steps: []ask{yes(0), yes(0), no(0, 60*s), no(30*s, 30*s), yes(30 * s), yes(0), no(59*s, s)},
+		},
+		{
+			name: "!quota 10/min holds over any 60 s", perMin: 2, override: "10/min",
+			steps: []ask{
+				yes(0), yes(s), yes(s), yes(s), yes(s), yes(s), yes(s), yes(s), yes(s), yes(s),
+				no(s, 50*s), no(49*s, s), yes(s), no(0, s), yes(s),
+			},
+		},
+		{
+			name: "overload halves N, counting what was admitted before", perMin: 4,
+			steps: []ask{
+				yes(0), yes(s), yes(s),
+				{after: s, overloaded: true, retryIn: 58 * s}, // 3 in the window, 2 allowed: wait for 2 to leave
+				{after: 58 * s, overloaded: true, allowed: true},
+				{after: 0, overloaded: true, retryIn: s},
+				yes(0), // overload off: 4 again
+			},
+		},
+		{
+			name: "a refunded question leaves the window", perMin: 2,
+			steps: []ask{
+				yes(0), yes(10 * s), no(0, 50*s),
+				{after: 5 * s, refund: true},
+				yes(0), no(0, 45*s),
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			clk := fakeclock.New(time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t)))
+			cfg := ratelimit.Config{PerUser: ratelimit.Limits{MessagesPerMinute: tt.perMin}, Burst: tt.burst, Location: paris(t)}
+			l := ratelimit.NewLimiter(cfg, openStore(t, filepath.Join(t.TempDir(), "g.db")), clk.Now)
+			if tt.override != "" {
+				lim, err := ratelimit.ParseOverride(tt.override)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.SetOverride(ctx, alice, lim); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for i, st := range tt.steps {
+				now := clk.Advance(st.after)
+				if st.refund {
+					if err := l.Refund(ctx, alice); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				d := mustCheck(t, l, alice, st.overloaded)
+				if d.Allowed != st.allowed {
+					t.Fatalf("step %d at +%s: %+v, want allowed=%v", i, now.Sub(time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))), d, st.allowed)
+				}
+				if !st.allowed && (d.Limit != ratelimit.PerMinute || !d.RetryAt.Equal(now.Add(st.retryIn))) {
+					t.Errorf("step %d: %+v, want refused per minute until %s", i, d, now.Add(st.retryIn))
+				}
+			}
+		})
+	}
+}
+
+// TestLimiterWindowProperty asks at random times, from bursts in the same
+// millisecond to long pauses, with random refunds, and checks on the real
+// admission times that no 60-second interval ever holds more than N
+// questions that were kept, and that every RetryAt is exact: refused just
+// before it, allowed at it.
+func TestLimiterWindowProperty(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(2026, 11))
+	for run := range 12 {
+		n := 1 + rng.IntN(5)
+		burst := rng.IntN(n + 1)
+		t.Run(fmt.Sprintf("run %d: N=%d burst=%d", run, n, burst), func(t *testing.T) {
+			start := time.Date(2026, 11, 2, 9, 0, 0, 0, paris(t))
+			clk := fakeclock.New(start)
+			cfg := ratelimit.Config{PerUser: ratelimit.Limits{MessagesPerMinute: n}, Burst: burst, Location: paris(t)}
+			st := openStore(t, filepath.Join(t.TempDir(), "g.db"))
+			l := ratelimit.NewLimiter(cfg, st, clk.Now)
+			var kept []time.Time
+			for range 150 {
+				switch r := rng.IntN(10); {
+				case r < 4: // same instant, or within the millisecond
+					clk.Advance(time.Duration(rng.IntN(1000)) * time.Microsecond)
+				case r < 9:
+					clk.Advance(time.Duration(rng.IntN(30_000)) * time.Millisecond)
+				default:
+					clk.Advance(time.Duration(30+rng.IntN(60)) * time.Second)
+				}
+				now := clk.Now()
+				d := mustCheck(t, l, alice, false)
+				if !d.Allowed {
+					if !d.RetryAt.After(now) {
+						t.Fatalf("refused at %s with RetryAt %s, not later", now, d.RetryAt)
+					}
+					// A probe just before RetryAt is refused, and the
+					// question asked again at RetryAt is allowed.
+					if before := d.RetryAt.Add(-time.Millisecond); before.After(now) {
+						clk.Set(before)
+						if d := mustCheck(t, l, alice, false); d.Allowed {
+							t.Fatalf("allowed at RetryAt-1ms (%s)", before)
+						}
+					}
+					clk.Set(d.RetryAt)
+					if d2 := mustCheck(t, l, alice, false); !d2.Allowed {
+						t.Fatalf("refused at its RetryAt %s: %+v", d.RetryAt, d2)
+					}
+					kept = append(kept, d.RetryAt)
+					continue
+				}
+				kept = append(kept, now)
+				if rng.IntN(5) == 0 { // the question got no answer
+					clk.Advance(time.Duration(rng.IntN(2000)) * time.Millisecond)
+					if err := l.Refund(ctx, alice); err != nil {
+						t.Fatal(err)
+					}
+					kept = kept[:len(kept)-1]
+				}
+			}
+			if len(kept) < 2*n {
+				t.Fatalf("only %d questions kept: the schedule tests nothing", len(kept))
+			}
+			// The most admissions in an interval [s, s+60s) is reached
+			// with s at an admission: count from each.
+			for i, a := range kept {
+				j := i
+				for j < len(kept) && kept[j].Before(a.Add(time.Minute)) {
+					j++
+				}
+				if j-i > n {
+					t.Fatalf("%d questions in the minute from %s (N=%d): %v", j-i, a.Sub(start), n, kept[i:j])
+				}
+			}
+		})
 	}
 }

@@ -1,9 +1,9 @@
 package ratelimit
 
 import (
-	"fmt"
 	"math"
 	"path"
+	"slices"
 	"time"
 	_ "time/tzdata" // days start at midnight in Europe/Paris wherever guichet runs
 
@@ -22,6 +22,10 @@ const (
 
 // Limits are per-agent limits. 0 means unlimited for that dimension (and, in
 // a moderator's override, "the configured default").
+//
+// MessagesPerMinute: N holds over any 60 seconds: never more than N questions
+// admitted in any interval of 60 s (a sliding window, see Config.take). The
+// daily limits hold over the calendar day in Config.Location.
 type Limits struct {
 	MessagesPerMinute int
 	MessagesPerDay    int
@@ -31,9 +35,13 @@ type Limits struct {
 // IsZero reports whether no dimension is set.
 func (l Limits) IsZero() bool { return l == Limits{} }
 
+// Window is the span over which MessagesPerMinute holds: a question is
+// admitted only while fewer than MessagesPerMinute were admitted in the
+// Window before it.
+const Window = time.Minute
+
 // Defaults applied by NewLimiter to the zero fields of Config.
 const (
-	DefaultBurst          = 3
 	DefaultOverloadFactor = 0.5
 	DefaultWarnAt         = 0.8
 	DefaultTimezone       = "Europe/Paris"
@@ -43,8 +51,12 @@ const (
 type Config struct {
 	// PerUser are the default limits of every agent.
 	PerUser Limits
-	// Burst is the capacity of the per-minute token bucket: how many
-	// questions an agent who was silent may send at once (default 3).
+	// Burst, when positive, also spaces an agent's questions out: at most
+	// Burst back to back, then one every Window/MessagesPerMinute (a token
+	// bucket of that capacity, refilled at MessagesPerMinute a minute). It
+	// only ever refuses more than the sliding window does, never less, and
+	// it is clamped to the effective MessagesPerMinute (overrides, overload
+	// mode). 0 means no spacing: up to MessagesPerMinute at once.
 	Burst int
 	// Exempt lists user-id globs (path.Match syntax) with no per-agent
 	// limits, even in overload mode. Their use is still counted.
@@ -60,33 +72,8 @@ type Config struct {
 	WarnAt float64
 }
 
-// Validate reports a configuration that cannot work (for the config loader,
-// so that a typo fails at start rather than exempting nobody).
-func (c Config) Validate() error {
-	if c.PerUser.MessagesPerMinute < 0 || c.PerUser.MessagesPerDay < 0 || c.PerUser.TokensPerDay < 0 {
-		return fmt.Errorf("per-agent limits must not be negative")
-	}
-	if c.Burst < 0 {
-		return fmt.Errorf("burst must not be negative")
-	}
-	if c.OverloadFactor < 0 || c.OverloadFactor > 1 {
-		return fmt.Errorf("overload factor %v must be between 0 and 1", c.OverloadFactor)
-	}
-	if c.WarnAt > 1 {
-		return fmt.Errorf("warning threshold %v must not exceed 1", c.WarnAt)
-	}
-	for _, g := range c.Exempt {
-		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("bad exempt pattern %q: %w", g, err)
-		}
-	}
-	return nil
-}
-
 func (c Config) withDefaults() Config {
-	if c.Burst <= 0 {
-		c.Burst = DefaultBurst
-	}
+	c.Burst = max(c.Burst, 0)
 	if c.OverloadFactor <= 0 {
 		c.OverloadFactor = DefaultOverloadFactor
 	} else if c.OverloadFactor > 1 {
@@ -106,9 +93,16 @@ func (c Config) withDefaults() Config {
 }
 
 // State is one agent's counters, as the Store keeps them. The zero State is
-// an agent never seen: a full bucket and nothing used today.
+// an agent never seen: nothing admitted lately, a full bucket and nothing
+// used today.
 type State struct {
-	// Bucket is how many questions the per-minute bucket held at RefilledAt.
+	// Admitted are the times of the questions admitted in the last Window
+	// (older ones may linger until the next Check), oldest first and never
+	// decreasing. Each is recorded rounded up to the millisecond, the
+	// precision the Store keeps, so that it is never earlier than the real
+	// admission.
+	Admitted []time.Time
+	// Bucket is how many questions the Burst bucket held at RefilledAt.
 	Bucket float64
 	// RefilledAt is when Bucket was last brought up to date.
 	RefilledAt time.Time
@@ -132,7 +126,9 @@ type Decision struct {
 	// Limit is the limit that refused the question ("" when allowed).
 	Limit Kind
 	// RetryAt is the exact time the agent can ask again (zero when allowed):
-	// when the bucket holds one question again, or the next midnight.
+	// for the per-minute limit, the moment enough of the admissions in the
+	// window leave it (and the Burst bucket, if any, holds one question
+	// again); for a daily limit, the next midnight.
 	RetryAt time.Time
 	// Warn lists the daily limits that just crossed Config.WarnAt; each is
 	// reported once per day.
@@ -215,20 +211,40 @@ func (c *Config) today(st State, now time.Time) State {
 }
 
 // refill brings the bucket to now: it gains perMinute questions a minute,
-// continuously, up to Burst. A clock that went back adds nothing.
-func (c *Config) refill(st State, perMinute int, now time.Time) State {
-	capacity := float64(c.Burst)
+// continuously, up to capacity. A clock that went back adds nothing.
+func refill(st State, capacity, perMinute int, now time.Time) State {
+	full := float64(capacity)
 	switch {
 	case st.RefilledAt.IsZero():
-		st.Bucket = capacity
+		st.Bucket = full
 	case now.After(st.RefilledAt):
 		st.Bucket += now.Sub(st.RefilledAt).Minutes() * float64(perMinute)
 	}
-	st.Bucket = min(st.Bucket, capacity)
+	st.Bucket = min(st.Bucket, full)
 	if now.After(st.RefilledAt) {
 		st.RefilledAt = now
 	}
 	return st
+}
+
+// burst is the capacity of the spacing bucket under a per-minute limit of
+// perMinute, or 0 when there is none: a bucket as large as the window
+// spaces nothing out that the window does not already refuse.
+func (c *Config) burst(perMinute int) int {
+	if c.Burst <= 0 || c.Burst >= perMinute {
+		return 0
+	}
+	return c.Burst
+}
+
+// recent drops the admissions that left the window ending at now: an
+// admission at a is in it while now < a + Window.
+func recent(admitted []time.Time, now time.Time) []time.Time {
+	i := 0
+	for i < len(admitted) && !now.Before(admitted[i].Add(Window)) {
+		i++
+	}
+	return admitted[i:]
 }
 
 // epsilon absorbs float rounding, so that a question at exactly RetryAt passes.
@@ -237,21 +253,55 @@ const epsilon = 1e-9
 // take decides on one question at now under lim and returns the new state.
 // A refused question uses nothing: the caller need not save the state.
 // Daily limits are checked first: their RetryAt is the later one.
+//
+// The per-minute limit is a sliding log: with N = lim.MessagesPerMinute, a
+// question at t is admitted only if fewer than N admissions lie in
+// (t - Window, t]. That holds over every interval [s, s + Window): let b be
+// the last admission in it; every other admission a in it has
+// b - Window < s <= a <= b, so it was in b's window when b was admitted,
+// which held at most N - 1 of them. Admissions are recorded at or after
+// their real time (rounded up to the millisecond, never before the previous
+// one), so the log can only refuse early, never admit late. When the log
+// holds k >= N admissions (k > N after N was lowered), the question can be
+// asked again once k - N + 1 of them left: at Admitted[k-N] + Window.
 func (c *Config) take(st State, lim Limits, now time.Time) (State, Decision) {
 	st = c.today(st, now)
+	st.Admitted = recent(st.Admitted, now)
 	if lim.MessagesPerDay > 0 && st.Messages >= lim.MessagesPerDay {
 		return st, Decision{Limit: PerDay, RetryAt: NextMidnight(now, c.Location)}
 	}
 	if lim.TokensPerDay > 0 && st.Tokens >= lim.TokensPerDay {
 		return st, Decision{Limit: TokensPerDay, RetryAt: NextMidnight(now, c.Location)}
 	}
-	if lim.MessagesPerMinute > 0 {
-		st = c.refill(st, lim.MessagesPerMinute, now)
-		if st.Bucket < 1-epsilon {
-			wait := time.Duration(math.Ceil((1 - st.Bucket) / float64(lim.MessagesPerMinute) * float64(time.Minute)))
-			return st, Decision{Limit: PerMinute, RetryAt: ceilMilli(st.RefilledAt.Add(wait))}
+	if n := lim.MessagesPerMinute; n > 0 {
+		var retry time.Time
+		if k := len(st.Admitted); k >= n {
+			retry = st.Admitted[k-n].Add(Window)
 		}
-		st.Bucket = max(0, st.Bucket-1)
+		burst := c.burst(n)
+		if burst > 0 {
+			st = refill(st, burst, n, now)
+			if st.Bucket < 1-epsilon {
+				// Rounded to the nanosecond first: float noise must not
+				// push RetryAt to the next millisecond.
+				wait := time.Duration(math.Round((1 - st.Bucket) / float64(n) * float64(time.Minute)))
+				if at := ceilMilli(st.RefilledAt.Add(wait)); at.After(retry) {
+					retry = at
+				}
+			}
+		}
+		if !retry.IsZero() {
+			return st, Decision{Limit: PerMinute, RetryAt: retry}
+		}
+		if burst > 0 {
+			st.Bucket = max(0, st.Bucket-1)
+		}
+		at := ceilMilli(now)
+		if k := len(st.Admitted); k > 0 && st.Admitted[k-1].After(at) {
+			at = st.Admitted[k-1] // a clock that went back
+		}
+		// Clipped so that appending never writes into the caller's array.
+		st.Admitted = append(slices.Clip(st.Admitted), at)
 	}
 	st.Messages++
 	var d Decision
@@ -260,19 +310,30 @@ func (c *Config) take(st State, lim Limits, now time.Time) (State, Decision) {
 	return st, d
 }
 
-// refund gives back one question that take counted today. Adding it to
+// refund gives back one question that take admitted, and reports whether
+// anything changed. The question given back is the agent's latest
+// admission: an agent's questions are handled one at a time (one worker
+// per DM, one question per agent in the Gate), so the refund of a question
+// comes before the next one is checked. Its admission leaves the window
+// (unless it already did), its place in the bucket comes back (adding it to
 // the bucket as it was at RefilledAt, capped, is the same as adding it now:
-// the level is min(Burst, Bucket + elapsed*rate) either way. A warning
-// already given stays given.
-func (c *Config) refund(st State, now time.Time) State {
-	if st.Day != DayKey(now, c.Location) || st.Messages == 0 {
-		return st // the counters started again since
+// the level is min(capacity, Bucket + elapsed*rate) either way), and it no
+// longer counts today unless the day changed since. A warning already given
+// stays given.
+func (c *Config) refund(st State, now time.Time) (State, bool) {
+	changed := false
+	if k := len(st.Admitted); k > 0 && now.Before(st.Admitted[k-1].Add(Window)) {
+		st.Admitted = slices.Clone(st.Admitted[:k-1])
+		if !st.RefilledAt.IsZero() && c.Burst > 0 {
+			st.Bucket = min(st.Bucket+1, float64(c.Burst))
+		}
+		changed = true
 	}
-	st.Messages--
-	if !st.RefilledAt.IsZero() {
-		st.Bucket = min(st.Bucket+1, float64(c.Burst))
+	if st.Day == DayKey(now, c.Location) && st.Messages > 0 {
+		st.Messages--
+		changed = true
 	}
-	return st
+	return st, changed
 }
 
 // record adds the tokens of an answer to today's count.

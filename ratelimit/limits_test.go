@@ -74,7 +74,30 @@ func TestTake(t *testing.T) {
 		steps []step
 	}{
 		{
-			name: "burst then one every 10 s, exact RetryAt",
+			name: "N=2: the third question within a minute waits for the first to leave the window",
+			lim:  Limits{MessagesPerMinute: 2},
+			steps: []step{
+				ok(at(0)), ok(at(10 * time.Second)),
+				refused(at(20*time.Second), PerMinute, at(time.Minute)),
+				refused(at(time.Minute-ms), PerMinute, at(time.Minute)),
+				ok(at(time.Minute)),
+				refused(at(time.Minute+ms), PerMinute, at(70*time.Second)),
+				ok(at(70 * time.Second)),
+			},
+		},
+		{
+			name: "N at once, then nothing until the first leaves",
+			lim:  Limits{MessagesPerMinute: 3},
+			steps: []step{
+				ok(at(0)), ok(at(0)), ok(at(0)),
+				refused(at(0), PerMinute, at(time.Minute)),
+				refused(at(59*time.Second), PerMinute, at(time.Minute)),
+				ok(at(time.Minute)), ok(at(time.Minute)), ok(at(time.Minute)),
+				refused(at(time.Minute), PerMinute, at(2*time.Minute)),
+			},
+		},
+		{
+			name: "burst spaces questions out, the window still caps them",
 			cfg:  Config{Burst: 3},
 			lim:  Limits{MessagesPerMinute: 6},
 			steps: []step{
@@ -83,14 +106,27 @@ func TestTake(t *testing.T) {
 				refused(at(10*time.Second-ms), PerMinute, at(10*time.Second)),
 				ok(at(10 * time.Second)),
 				refused(at(10*time.Second), PerMinute, at(20*time.Second)),
-				// 35 s later the bucket refilled 3.5 but holds at most 3.
-				ok(at(55 * time.Second)), ok(at(55 * time.Second)), ok(at(55 * time.Second)),
-				refused(at(55*time.Second), PerMinute, at(65*time.Second)),
+				// 45 s later the bucket holds 3 again, but only two
+				// more fit in the window that started at 0.
+				ok(at(55 * time.Second)), ok(at(55 * time.Second)),
+				refused(at(55*time.Second), PerMinute, at(time.Minute)),
+				// At 60 s the three from 0 left; the bucket gained 0.5.
+				ok(at(time.Minute)),
+				refused(at(time.Minute), PerMinute, at(65*time.Second)),
 			},
 		},
 		{
-			name: "burst 1 refills continuously",
-			cfg:  Config{Burst: 1},
+			name: "a burst as large as the limit adds nothing",
+			cfg:  Config{Burst: 2},
+			lim:  Limits{MessagesPerMinute: 2},
+			steps: []step{
+				ok(at(0)), ok(at(59 * time.Second)),
+				ok(at(time.Minute)),
+				refused(at(time.Minute), PerMinute, at(119*time.Second)),
+			},
+		},
+		{
+			name: "one a minute",
 			lim:  Limits{MessagesPerMinute: 1},
 			steps: []step{
 				ok(at(0)),
@@ -104,7 +140,16 @@ func TestTake(t *testing.T) {
 			},
 		},
 		{
-			name: "RetryAt rounded up to the millisecond",
+			name: "an admission is recorded rounded up to the millisecond",
+			lim:  Limits{MessagesPerMinute: 1},
+			steps: []step{
+				ok(at(400 * time.Microsecond)),
+				refused(at(time.Minute), PerMinute, at(time.Minute+ms)),
+				ok(at(time.Minute + ms)),
+			},
+		},
+		{
+			name: "burst RetryAt rounded up to the millisecond",
 			cfg:  Config{Burst: 1},
 			lim:  Limits{MessagesPerMinute: 7}, // 8571.43 ms per question
 			steps: []step{
@@ -126,7 +171,6 @@ func TestTake(t *testing.T) {
 		},
 		{
 			name: "daily limit before the per-minute one",
-			cfg:  Config{Burst: 1},
 			lim:  Limits{MessagesPerMinute: 1, MessagesPerDay: 1},
 			steps: []step{
 				ok(at(0), PerDay), // the only question of the day is also 80 % of it
@@ -204,13 +248,24 @@ func TestTake(t *testing.T) {
 			},
 		},
 		{
-			name: "a clock that goes back adds nothing to the bucket",
-			cfg:  Config{Burst: 1},
-			lim:  Limits{MessagesPerMinute: 1},
+			name: "a clock that goes back frees nothing",
+			lim:  Limits{MessagesPerMinute: 2},
 			steps: []step{
 				ok(at(time.Minute)),
-				refused(at(0), PerMinute, at(2*time.Minute)),
+				// Recorded at 60 s, not 0: never earlier than the last.
+				ok(at(0)),
+				refused(at(30*time.Second), PerMinute, at(2*time.Minute)),
 				ok(at(2 * time.Minute)),
+			},
+		},
+		{
+			name: "a clock that goes back adds nothing to the bucket",
+			cfg:  Config{Burst: 1},
+			lim:  Limits{MessagesPerMinute: 2},
+			steps: []step{
+				ok(at(time.Minute)),
+				refused(at(0), PerMinute, at(90*time.Second)),
+				ok(at(90 * time.Second)),
 			},
 		},
 	}
@@ -224,32 +279,57 @@ func TestTake(t *testing.T) {
 
 func TestRefund(t *testing.T) {
 	loc := paris(t)
-	cfg := Config{Burst: 2, Location: loc}.withDefaults()
-	lim := Limits{MessagesPerMinute: 1, MessagesPerDay: 2}
+	lim := Limits{MessagesPerMinute: 2, MessagesPerDay: 3}
 	t0 := time.Date(2026, 3, 29, 23, 59, 0, 0, loc)
-	st, _ := cfg.take(State{}, lim, t0)
-	st, _ = cfg.take(st, lim, t0)
-	if _, d := cfg.take(st, lim, t0); d.Allowed {
-		t.Fatal("third question allowed")
+	tests := []struct {
+		name  string
+		burst int
+	}{{"window only", 0}, {"window and bucket", 1}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := Config{Burst: tt.burst, Location: loc}.withDefaults()
+			st, _ := cfg.take(State{}, lim, t0)
+			if tt.burst == 0 {
+				st, _ = cfg.take(st, lim, t0.Add(10*time.Second))
+			} else {
+				st, _ = cfg.take(st, lim, t0.Add(30*time.Second))
+			}
+			if _, d := cfg.take(st, lim, t0.Add(40*time.Second)); d.Allowed {
+				t.Fatal("third question allowed")
+			}
+			refunded, changed := cfg.refund(st, t0.Add(40*time.Second))
+			if !changed || refunded.Messages != 1 || len(refunded.Admitted) != 1 || !refunded.Admitted[0].Equal(t0) {
+				t.Errorf("after refund: %+v (changed %v), want 1 message, admitted at %s only", refunded, changed, t0)
+			}
+			d := Decision{}
+			if refunded, d = cfg.take(refunded, lim, t0.Add(40*time.Second)); !d.Allowed {
+				t.Errorf("after refund: %+v, want allowed", d)
+			}
+			// The refund did not free the first admission's place.
+			if _, d := cfg.take(refunded, lim, t0.Add(50*time.Second)); d.Allowed || d.RetryAt.Before(t0.Add(time.Minute)) {
+				t.Errorf("after refund and a new question: %+v, want refused until %s at least", d, t0.Add(time.Minute))
+			}
+		})
 	}
-	refunded := cfg.refund(st, t0.Add(time.Second))
-	if refunded.Messages != 1 || refunded.Bucket != 1 {
-		t.Errorf("after refund: %+v, want 1 message and 1 question in the bucket", refunded)
-	}
-	if _, d := cfg.take(refunded, lim, t0.Add(time.Second)); !d.Allowed {
-		t.Errorf("after refund: %+v, want allowed", d)
-	}
+	cfg := Config{Burst: 2, Location: loc}.withDefaults()
 	// The bucket never holds more than Burst.
-	full := cfg.refund(State{Bucket: 2, RefilledAt: t0, Day: st.Day, Messages: 1}, t0)
-	if full.Bucket != 2 || full.Messages != 0 {
+	full, _ := cfg.refund(State{Admitted: []time.Time{t0}, Bucket: 2, RefilledAt: t0, Day: DayKey(t0, loc), Messages: 1}, t0)
+	if full.Bucket != 2 || full.Messages != 0 || len(full.Admitted) != 0 {
 		t.Errorf("refund on a full bucket: %+v", full)
 	}
-	// After midnight (2026-03-30 00:00 CEST) there is nothing to give back.
-	if got := cfg.refund(st, t0.Add(time.Minute)); got != st {
-		t.Errorf("refund after midnight changed %+v into %+v", st, got)
+	// After midnight (2026-03-30 00:00 CEST) the daily count stays, but
+	// the question still leaves the window.
+	st := State{Admitted: []time.Time{t0.Add(50 * time.Second)}, Day: DayKey(t0, loc), Messages: 1}
+	got, changed := cfg.refund(st, t0.Add(time.Minute+time.Second))
+	if !changed || got.Messages != 1 || len(got.Admitted) != 0 {
+		t.Errorf("refund after midnight changed %+v into %+v, want the window emptied only", st, got)
 	}
-	if got := cfg.refund(State{Day: st.Day}, t0); got != (State{Day: st.Day}) {
-		t.Errorf("refund of nothing changed the state: %+v", got)
+	// An admission that already left the window is not taken back.
+	if _, changed := cfg.refund(State{Admitted: []time.Time{t0}}, t0.Add(time.Minute)); changed {
+		t.Error("refund of an admission out of the window changed the state")
+	}
+	if _, changed := cfg.refund(State{Day: DayKey(t0, loc)}, t0); changed {
+		t.Error("refund of nothing changed the state")
 	}
 }
 
@@ -353,27 +433,5 @@ func TestExemptGlobs(t *testing.T) {
 		if got := matchAny(globs, tt.user); got != tt.want {
 			t.Errorf("matchAny(%s) = %v, want %v", tt.user, got, tt.want)
 		}
-	}
-}
-
-func TestConfigValidate(t *testing.T) {
-	tests := []struct {
-		name    string
-		cfg     Config
-		wantErr bool
-	}{
-		{"zero", Config{}, false},
-		{"full", Config{PerUser: Limits{3, 100, 50000}, Burst: 3, Exempt: []string{"@*:x"}, OverloadFactor: 0.5, WarnAt: 0.8}, false},
-		{"negative limit", Config{PerUser: Limits{MessagesPerDay: -1}}, true},
-		{"bad glob", Config{Exempt: []string{"@[a"}}, true},
-		{"factor above 1", Config{OverloadFactor: 2}, true},
-		{"warn above 1", Config{WarnAt: 1.5}, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.cfg.Validate(); (err != nil) != tt.wantErr {
-				t.Errorf("Validate() = %v, wantErr %v", err, tt.wantErr)
-			}
-		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/ratelimit"
@@ -23,14 +24,19 @@ const (
 		ON CONFLICT (user_id) DO UPDATE SET bucket=excluded.bucket, refilled_at=excluded.refilled_at, day=excluded.day,
 			messages=excluded.messages, tokens=excluded.tokens,
 			warned_messages=excluded.warned_messages, warned_tokens=excluded.warned_tokens`
-	limitOverrideQuery    = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
-	setLimitOverrideQuery = `
+	limitAdmissionsQuery       = `SELECT at FROM limit_admission WHERE user_id=$1 ORDER BY at, rowid`
+	deleteLimitAdmissionsQuery = `DELETE FROM limit_admission WHERE user_id=$1`
+	addLimitAdmissionQuery     = `INSERT INTO limit_admission (user_id, at) VALUES ($1, $2)`
+	limitOverrideQuery         = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
+	setLimitOverrideQuery      = `
 		INSERT INTO limit_override (user_id, messages_per_minute, messages_per_day, tokens_per_day, set_at)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (user_id) DO UPDATE SET messages_per_minute=excluded.messages_per_minute,
 			messages_per_day=excluded.messages_per_day, tokens_per_day=excluded.tokens_per_day, set_at=excluded.set_at`
 	deleteLimitOverrideQuery = `DELETE FROM limit_override WHERE user_id=$1`
 )
+
+var scanMS = dbutil.ConvertRowFn[int64](dbutil.ScanSingleColumn[int64])
 
 // LimitState returns user's rate-limit counters, or the zero State for an
 // agent never seen.
@@ -45,13 +51,36 @@ func (s *Store) LimitState(ctx context.Context, user id.UserID) (ratelimit.State
 		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
 	}
 	st.RefilledAt = fromMS(refilled)
+	admitted, err := scanMS.NewRowIter(s.db.Query(ctx, limitAdmissionsQuery, user)).AsList()
+	if err != nil {
+		return ratelimit.State{}, fmt.Errorf("failed to read admissions of %s: %w", user, err)
+	}
+	for _, at := range admitted {
+		st.Admitted = append(st.Admitted, time.UnixMilli(at))
+	}
 	return st, nil
 }
 
-// SaveLimitState records user's rate-limit counters.
+// SaveLimitState records user's rate-limit counters. The admissions replace
+// the saved ones as a whole: the limiter keeps a few (at most about the
+// per-minute limit), so rewriting them costs less than working out a diff.
 func (s *Store) SaveLimitState(ctx context.Context, user id.UserID, st ratelimit.State) error {
-	_, err := s.db.Exec(ctx, saveLimitStateQuery, user, st.Bucket, ms(st.RefilledAt), st.Day,
-		st.Messages, st.Tokens, st.WarnedMessages, st.WarnedTokens)
+	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
+		_, err := s.db.Exec(ctx, saveLimitStateQuery, user, st.Bucket, ms(st.RefilledAt), st.Day,
+			st.Messages, st.Tokens, st.WarnedMessages, st.WarnedTokens)
+		if err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, deleteLimitAdmissionsQuery, user); err != nil {
+			return err
+		}
+		for _, at := range st.Admitted {
+			if _, err := s.db.Exec(ctx, addLimitAdmissionQuery, user, at.UnixMilli()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("failed to save counters of %s: %w", user, err)
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
@@ -21,22 +24,28 @@ func TestLimitState(t *testing.T) {
 	st, db := openPath(t, path)
 
 	got, err := st.LimitState(ctx, alice)
-	if err != nil || got != (ratelimit.State{}) {
+	if err != nil || !equalState(got, ratelimit.State{}) {
 		t.Fatalf("LimitState of an unknown agent = %+v, %v; want the zero State", got, err)
 	}
 	want := ratelimit.State{
-		Bucket: 1.75, RefilledAt: t0, Day: "2026-11-02", Messages: 12, Tokens: 34567,
+		Admitted: []time.Time{t0, t0, t0.Add(1500 * time.Millisecond)},
+		Bucket:   1.75, RefilledAt: t0, Day: "2026-11-02", Messages: 12, Tokens: 34567,
 		WarnedMessages: true, WarnedTokens: false,
 	}
 	if err := st.SaveLimitState(ctx, alice, want); err != nil {
 		t.Fatalf("SaveLimitState: %v", err)
 	}
+	// Admissions replace the saved ones as a whole.
 	want.Messages, want.WarnedTokens = 13, true
+	want.Admitted = append(want.Admitted[1:], t0.Add(2*time.Second))
 	if err := st.SaveLimitState(ctx, alice, want); err != nil {
 		t.Fatalf("SaveLimitState again: %v", err)
 	}
-	if err := st.SaveLimitState(ctx, bob, ratelimit.State{Day: "2026-11-01"}); err != nil {
+	if err := st.SaveLimitState(ctx, bob, ratelimit.State{Day: "2026-11-01", Admitted: []time.Time{t0}}); err != nil {
 		t.Fatalf("SaveLimitState(bob): %v", err)
+	}
+	if err := st.SaveLimitState(ctx, bob, ratelimit.State{Day: "2026-11-01"}); err != nil {
+		t.Fatalf("SaveLimitState(bob) without admissions: %v", err)
 	}
 
 	// A restart: a new Store on the same file.
@@ -48,16 +57,22 @@ func TestLimitState(t *testing.T) {
 	if err != nil {
 		t.Fatalf("LimitState after reopening: %v", err)
 	}
-	if !got.RefilledAt.Equal(want.RefilledAt) {
-		t.Errorf("RefilledAt = %s, want %s", got.RefilledAt, want.RefilledAt)
-	}
-	got.RefilledAt = want.RefilledAt
-	if got != want {
+	if !equalState(got, want) {
 		t.Errorf("LimitState = %+v, want %+v", got, want)
 	}
-	if got, _ := st.LimitState(ctx, bob); got.Day != "2026-11-01" || !got.RefilledAt.IsZero() {
+	if got, _ := st.LimitState(ctx, bob); got.Day != "2026-11-01" || !got.RefilledAt.IsZero() || len(got.Admitted) != 0 {
 		t.Errorf("LimitState(bob) = %+v", got)
 	}
+}
+
+// equalState compares States by instant, as times read back from the
+// database carry another location.
+func equalState(a, b ratelimit.State) bool {
+	if !slices.EqualFunc(a.Admitted, b.Admitted, time.Time.Equal) || !a.RefilledAt.Equal(b.RefilledAt) {
+		return false
+	}
+	a.Admitted, b.Admitted, a.RefilledAt, b.RefilledAt = nil, nil, time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
 }
 
 func TestLimitOverride(t *testing.T) {
@@ -147,8 +162,12 @@ func TestUpgradeFromV1(t *testing.T) {
 	if version < 2 {
 		t.Errorf("version = %d, want >= 2", version)
 	}
-	if err := st.SaveLimitState(ctx, alice, ratelimit.State{Day: "2026-11-02", Messages: 1}); err != nil {
+	saved := ratelimit.State{Day: "2026-11-02", Messages: 1, Admitted: []time.Time{t0}}
+	if err := st.SaveLimitState(ctx, alice, saved); err != nil {
 		t.Errorf("SaveLimitState after the upgrade: %v", err)
+	}
+	if got, err := st.LimitState(ctx, alice); err != nil || !equalState(got, saved) {
+		t.Errorf("LimitState after the upgrade = %+v, %v; want %+v", got, err, saved)
 	}
 	if _, err := st.LatestRequest(ctx, alice); err != nil {
 		t.Errorf("the v1 data is gone: %v", err)
