@@ -33,30 +33,44 @@ const maxEchoed = 80
 // would hold back every later message to the same room.
 const maxFreeText = 500
 
+// mdActive is the ASCII punctuation that can start or end something
+// anywhere in a line: emphasis, code, links and images, HTML and entities,
+// strikethrough, spoilers and table cells, and the backslash itself.
+const mdActive = "\\`*_[]()<>&~|"
+
 // mdPunct is the ASCII punctuation CommonMark lets a backslash escape: an
-// escaped character is always literal text, whatever its position (start of
-// a line, inside a link's text, in a table cell).
+// escaped character is always literal text.
 const mdPunct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 
-// literal renders s as plain text. Every ASCII punctuation character is
-// backslash-escaped (so no emphasis, link, HTML, entity, heading, list,
-// spoiler or table cell can start in it) and every control character,
-// line breaks included, becomes a space (so it cannot end a paragraph, a
-// list item or a table row). Use it for values shown as text, in any
-// position; never inside a code span or a link's destination.
+// literal renders s as plain text, in any position: inline, at the start
+// of a line, in a list item, a link's text or a table cell. The characters
+// of mdActive are backslash-escaped everywhere; so is a first character
+// that could open a block at the start of a line (a heading, quote, list,
+// rule, fence or table: any punctuation but "@", so that user ids stay
+// readable in the Markdown), and the "." of a leading number ("1. x" would
+// be a list). A leading space is written as an entity (four would be code),
+// and control characters, line breaks included, become spaces: a value can
+// end no paragraph, list item or table row. Never inside a code span or a
+// link's destination.
 func literal(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + len(s)/4)
-	for _, r := range s {
-		switch {
-		case r < 0x80 && strings.ContainsRune(mdPunct, r):
-			b.WriteByte('\\')
-			b.WriteRune(r)
-		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
-			b.WriteByte(' ')
-		default:
-			b.WriteRune(r)
+	digits := true // only digits so far
+	for i, r := range s {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			r = ' '
 		}
+		switch {
+		case i == 0 && r == ' ':
+			b.WriteString("&#32;")
+			continue
+		case r < 0x80 && strings.ContainsRune(mdActive, r),
+			i == 0 && r != '@' && r < 0x80 && strings.ContainsRune(mdPunct, r),
+			digits && i > 0 && r == '.':
+			b.WriteByte('\\')
+		}
+		digits = digits && r >= '0' && r <= '9'
+		b.WriteRune(r)
 	}
 	return b.String()
 }

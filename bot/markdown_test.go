@@ -35,6 +35,11 @@ var hostile = []struct{ name, s string }{
 	{"strike", "~~barré~~"},
 	{"heading", "# titre"},
 	{"ordered list", "1. premier"},
+	{"ordered list with a parenthesis", "12) douze"},
+	{"indented code", "    code indenté"},
+	{"indented list", "  - puce"},
+	{"setext underline", "==="},
+	{"plus list", "+ puce"},
 	{"quote", "> cité"},
 	{"thematic break", "---"},
 	{"html comment", "<!-- x -->"},
@@ -156,6 +161,22 @@ func TestLiteralRendersEveryValueAsItsText(t *testing.T) {
 			t.Run(c.name+"/"+h.name, func(t *testing.T) {
 				checkLiteral(t, c.wrap(literal(h.s)), c.wrap(literal(benign)), shown(h.s))
 			})
+		}
+	}
+}
+
+// Ordinary ids and words are written as they are: the Markdown stays
+// readable, and tests and logs that look for an id in it find it.
+func TestLiteralLeavesOrdinaryValuesAlone(t *testing.T) {
+	for _, s := range []string{
+		"@alice.martin-interieur.gouv.fr:agent.interieur.tchap.gouv.fr",
+		"@a=b/c+d:hs.example:8448",
+		"hs.example",
+		"compte personnel, merci !",
+		"2026-11-30",
+	} {
+		if got := literal(s); got != s {
+			t.Errorf("literal(%q) = %q", s, got)
 		}
 	}
 }
