@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		OpsRoom:          cfg.OpsRoom,
 		OverloadFactor:   cfg.Limits.OverloadFactor,
 		Breaker:          ratelimit.BreakerConfig{Failures: cfg.Limits.Breaker.Failures, OpenFor: cfg.Limits.Breaker.OpenFor},
+		BreakerMaxWait:   cfg.Limits.Breaker.MaxWait,
 		ReminderAfter:    cfg.Access.ReminderAfter,
 		ReminderCheck:    opts.ReminderCheck,
 		Location:         loc,

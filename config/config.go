@@ -87,7 +87,9 @@ type Limits struct {
 	Breaker        Breaker       `mapstructure:"breaker"`
 }
 
-// PerUserLimits apply to each agent; 0 means unlimited.
+// PerUserLimits apply to each agent; 0 means unlimited. MessagesPerMinute
+// holds over any 60 seconds; Burst (0: none) only spaces questions out and
+// may not exceed MessagesPerMinute (see ratelimit.Config).
 type PerUserLimits struct {
 	MessagesPerMinute int `mapstructure:"messages_per_minute"`
 	Burst             int `mapstructure:"burst"`
@@ -108,6 +110,9 @@ type GlobalLimits struct {
 type Breaker struct {
 	Failures int           `mapstructure:"failures"`
 	OpenFor  time.Duration `mapstructure:"open_for"`
+	// MaxWait is how long a question waits for an open breaker before the
+	// agent is told to ask again later.
+	MaxWait time.Duration `mapstructure:"max_wait"`
 }
 
 // Conversation sets how DM conversations are kept.
@@ -166,7 +171,7 @@ var defaults = map[string]any{
 	"ops_room":                            "",
 	"limits.timezone":                     "Europe/Paris",
 	"limits.per_user.messages_per_minute": 5,
-	"limits.per_user.burst":               3,
+	"limits.per_user.burst":               0,
 	"limits.per_user.messages_per_day":    200,
 	"limits.per_user.tokens_per_day":      300000,
 	"limits.exempt":                       []string{},
@@ -178,6 +183,7 @@ var defaults = map[string]any{
 	"limits.global.wait_notice":           "3s",
 	"limits.breaker.failures":             5,
 	"limits.breaker.open_for":             "30s",
+	"limits.breaker.max_wait":             "2m",
 	"database.uri":                        "guichet.db",
 	"policy.url":                          "",
 	"policy.version":                      "",
@@ -362,8 +368,9 @@ func (c *Config) Validate() error {
 			bad(lim.key, "0 (unlimited) or a positive number")
 		}
 	}
-	if c.Limits.PerUser.Burst < 1 {
-		bad("limits.per_user.burst", "at least 1 (questions allowed back to back)")
+	if burst, perMinute := c.Limits.PerUser.Burst, c.Limits.PerUser.MessagesPerMinute; burst < 0 || burst > max(perMinute, 0) {
+		bad("limits.per_user.burst", fmt.Sprintf("0 (no spacing) or at most limits.per_user.messages_per_minute (%d): "+
+			"that limit holds over any 60 seconds whatever the burst, which only spaces questions out", perMinute))
 	}
 	if c.Limits.OverloadFactor <= 0 || c.Limits.OverloadFactor > 1 {
 		bad("limits.overload_factor", "a factor in (0, 1], e.g. 0.5 halves per-agent limits in overload mode")
@@ -373,6 +380,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.Breaker.OpenFor < time.Second {
 		bad("limits.breaker.open_for", "a duration of at least 1s, e.g. 30s")
+	}
+	if c.Limits.Breaker.MaxWait < time.Second {
+		bad("limits.breaker.max_wait", "a duration of at least 1s, e.g. 2m: how long a question waits for Albert to recover")
 	}
 	for _, g := range c.Limits.Exempt {
 		if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") {

@@ -355,6 +355,11 @@ func TestDefaults(t *testing.T) {
 		{"access.auto_approve", len(c.Access.AutoApprove), 0},
 		{"access.deny", len(c.Access.Deny), 0},
 		{"matrix.access_token", c.Matrix.AccessToken, ""},
+		{"limits.per_user.messages_per_minute", c.Limits.PerUser.MessagesPerMinute, 5},
+		{"limits.per_user.burst", c.Limits.PerUser.Burst, 0},
+		{"limits.breaker.failures", c.Limits.Breaker.Failures, 5},
+		{"limits.breaker.open_for", c.Limits.Breaker.OpenFor, 30 * time.Second},
+		{"limits.breaker.max_wait", c.Limits.Breaker.MaxWait, 2 * time.Minute},
 	}
 	for _, tt := range checks {
 		t.Run(tt.name, func(t *testing.T) {
@@ -526,6 +531,19 @@ func TestValidationProblems(t *testing.T) {
 		{name: "max active users negative", env: map[string]string{"GUICHET_ACCESS_MAX_ACTIVE_USERS": "-1"}, want: []string{"access.max_active_users"}},
 		{name: "reminder negative", env: map[string]string{"GUICHET_ACCESS_REMINDER_AFTER": "-1h"}, want: []string{"access.reminder_after"}},
 		{name: "reminder off", env: map[string]string{"GUICHET_ACCESS_REMINDER_AFTER": "0"}, want: nil},
+
+		// The issue-9 instance: 2 a minute with the default burst starts.
+		{name: "two a minute, default burst", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "2"}, want: nil},
+		{name: "burst above the per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "2", "GUICHET_LIMITS_PER_USER_BURST": "3"}, want: []string{"limits.per_user.burst"}},
+		{name: "burst equal to the per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "2", "GUICHET_LIMITS_PER_USER_BURST": "2"}, want: nil},
+		{name: "burst below the per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_BURST": "1"}, want: nil},
+		{name: "burst negative", env: map[string]string{"GUICHET_LIMITS_PER_USER_BURST": "-1"}, want: []string{"limits.per_user.burst"}},
+		{name: "burst without a per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "0", "GUICHET_LIMITS_PER_USER_BURST": "1"}, want: []string{"limits.per_user.burst"}},
+		{name: "no per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "0"}, want: nil},
+		{name: "per-minute limit negative", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "-1"}, want: []string{"limits.per_user.messages_per_minute"}},
+		{name: "breaker max wait zero", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "0s"}, want: []string{"limits.breaker.max_wait"}},
+		{name: "breaker max wait under a second", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "999ms"}, want: []string{"limits.breaker.max_wait"}},
+		{name: "breaker max wait 1s", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "1s"}, want: nil},
 
 		{name: "database uri empty", env: map[string]string{"GUICHET_DATABASE_URI": ""}, want: []string{"database.uri"}},
 		{name: "policy url relative", env: map[string]string{"GUICHET_POLICY_URL": "/politique"}, want: []string{"policy.url"}},
