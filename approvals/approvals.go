@@ -71,6 +71,19 @@ const (
 	ActionRevoke      = "revoke"
 	ActionCapacity    = "capacity"
 	ActionOverload    = "overload"
+	// ActionReverse undoes a rejection or a revocation: access is granted
+	// again by an explicit moderator command.
+	ActionReverse = "reverse"
+	// ActionQuota records a moderator's change of an agent's limits.
+	ActionQuota = "quota"
+	// ActionRefusedQuiet is a refused attempt that was not answered: the
+	// person had been told within RefusalQuiet.
+	ActionRefusedQuiet = "refused_command_quiet"
+	// ActionUndecryptable records a support-room message guichet could not
+	// decrypt and asked to be sent again; ActionUndecryptableQuiet one it
+	// did not ask about (asked within RefusalQuiet).
+	ActionUndecryptable      = "undecryptable"
+	ActionUndecryptableQuiet = "undecryptable_quiet"
 )
 
 // AuditEntry is one row of the audit log.
@@ -88,6 +101,9 @@ var (
 	ErrNotFound       = errors.New("no such request")
 	ErrAlreadyDecided = errors.New("request already decided")
 	ErrNotGranted     = errors.New("access not granted")
+	// ErrNotLatest is returned when a request number names a request that
+	// a newer one of the same person has replaced.
+	ErrNotLatest = errors.New("not the person's latest request")
 	// ErrConflict is returned by Store.Transition when the request was no
 	// longer in the expected status: someone else decided first.
 	ErrConflict = errors.New("request changed concurrently")
@@ -111,6 +127,8 @@ type Store interface {
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
 	// LatestRequest returns the person's most recent request or ErrNotFound.
 	LatestRequest(ctx context.Context, user id.UserID) (*Request, error)
+	// RequestByID returns one request by its number or ErrNotFound.
+	RequestByID(ctx context.Context, reqID int64) (*Request, error)
 	// CreateRequest inserts req and sets its ID.
 	CreateRequest(ctx context.Context, req *Request) error
 	// Transition moves a request from one of the from statuses to to, or
@@ -120,6 +138,9 @@ type Store interface {
 	// TouchRequest records that the person spoke again.
 	TouchRequest(ctx context.Context, reqID int64, at time.Time) error
 	AddAudit(ctx context.Context, entry AuditEntry) error
+	// LastAudit returns when user last did action about themselves (a
+	// refused attempt, say); ok is false if never.
+	LastAudit(ctx context.Context, user id.UserID, action string) (at time.Time, ok bool, err error)
 	RecordConsent(ctx context.Context, user id.UserID, version string, at time.Time) error
 	ConsentedAt(ctx context.Context, user id.UserID, version string) (time.Time, bool, error)
 	// CountGranted counts requests that hold a place (approved or active).
@@ -236,19 +257,53 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 	return req, result, nil
 }
 
-// Approve grants access to target. Someone who never asked (or was rejected
-// or revoked) is pre-approved with a new request. When the cap is reached or
-// overload mode is on, the request goes to the waitlist instead (its status
-// says so). It returns a *DecidedError if access was already granted.
-func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note string) (*Request, error) {
+// Ref designates what a moderator's decision is about: a person (their
+// latest request), or one request by its number. A number designates that
+// request only: a decision never falls through to another request of the
+// same person.
+type Ref struct {
+	User    id.UserID
+	Request int64
+}
+
+// User designates a person's latest request.
+func User(user id.UserID) Ref { return Ref{User: user} }
+
+// Number designates request n.
+func Number(n int64) Ref { return Ref{Request: n} }
+
+func (r Ref) String() string {
+	if r.Request != 0 {
+		return "#" + strconv.FormatInt(r.Request, 10)
+	}
+	return r.User.String()
+}
+
+// pick loads the request ref designates, or ErrNotFound.
+func (s *Service) pick(ctx context.Context, ref Ref) (*Request, error) {
+	if ref.Request != 0 {
+		return s.store.RequestByID(ctx, ref.Request)
+	}
+	return s.store.LatestRequest(ctx, ref.User)
+}
+
+// Approve grants access. A pending request is approved; a person named by
+// their user id who never asked is pre-approved with a new request. When the
+// cap is reached or overload mode is on, the request goes to the waitlist
+// instead (its status says so). Anything else is left as it is and returned
+// as a *DecidedError: a granted or waitlisted request, and a rejected or
+// revoked one (undoing that decision is Reverse, audited as such).
+func (s *Service) Approve(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
 	var req *Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		now := s.now()
-		latest, err := s.store.LatestRequest(ctx, target)
-		if err != nil && !errors.Is(err, ErrNotFound) {
+		latest, err := s.pick(ctx, ref)
+		if errors.Is(err, ErrNotFound) && ref.Request == 0 {
+			latest = nil
+		} else if err != nil {
 			return err
 		}
-		if latest != nil && (latest.Status.Granted() || latest.Status == StatusWaitlisted) {
+		if latest != nil && latest.Status != StatusPending {
 			return &DecidedError{Request: latest}
 		}
 		full, err := s.full(ctx)
@@ -259,9 +314,9 @@ func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note str
 		if full {
 			status, action = StatusWaitlisted, ActionWaitlist
 		}
-		if latest == nil || !latest.Status.Open() {
+		if latest == nil {
 			req = &Request{
-				UserID: target, Status: status, Renewal: latest != nil,
+				UserID: ref.User, Status: status,
 				Reason: note, DecidedBy: actor, DecidedAt: now,
 				CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
 			}
@@ -271,17 +326,59 @@ func (s *Service) Approve(ctx context.Context, actor, target id.UserID, note str
 			if !full {
 				action = ActionPreApprove
 			}
-			return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: action, Reason: note})
+			return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: ref.User, RequestID: req.ID, Action: action, Reason: note})
 		}
-		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending}, status, actor, note, now); err != nil {
-			return err
-		}
-		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = status, actor, now, note
-		req = latest
-		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: action, Reason: note})
+		req, err = s.decide(ctx, latest, []Status{StatusPending}, status, actor, action, note)
+		return err
 	})
 	if err != nil {
-		return nil, s.explain(ctx, target, err)
+		return nil, s.explain(ctx, ref, err)
+	}
+	return req, nil
+}
+
+// decide moves req from one of from to to with its audit row.
+func (s *Service) decide(ctx context.Context, req *Request, from []Status, to Status, actor id.UserID, action, reason string) (*Request, error) {
+	now := s.now()
+	if err := s.store.Transition(ctx, req.ID, from, to, actor, reason, now); err != nil {
+		return nil, err
+	}
+	req.Status, req.DecidedBy, req.DecidedAt, req.Reason = to, actor, now, reason
+	return req, s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: req.UserID, RequestID: req.ID, Action: action, Reason: reason})
+}
+
+// Reverse undoes the rejection or revocation of a person's latest request:
+// access is granted again (or waitlisted when full), audited as a reversal.
+// It returns a *DecidedError when the request is not rejected or revoked,
+// and ErrNotLatest when a newer request of the same person replaced it.
+func (s *Service) Reverse(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
+	var req *Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		picked, err := s.pick(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if picked.Status != StatusRejected && picked.Status != StatusRevoked {
+			return &DecidedError{Request: picked}
+		}
+		if latest, err := s.store.LatestRequest(ctx, picked.UserID); err != nil {
+			return err
+		} else if latest.ID != picked.ID {
+			return fmt.Errorf("%w: request #%d was followed by #%d", ErrNotLatest, picked.ID, latest.ID)
+		}
+		full, err := s.full(ctx)
+		if err != nil {
+			return err
+		}
+		to := StatusApproved
+		if full {
+			to = StatusWaitlisted
+		}
+		req, err = s.decide(ctx, picked, []Status{picked.Status}, to, actor, ActionReverse, note)
+		return err
+	})
+	if err != nil {
+		return nil, s.explain(ctx, ref, err)
 	}
 	return req, nil
 }
@@ -399,68 +496,60 @@ func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, a
 	return promoted, err
 }
 
-// Revoke ends target's access with a reason and approves the first
-// waitlisted agents that now fit; it returns the revoked request and them.
-func (s *Service) Revoke(ctx context.Context, actor, target id.UserID, reason string) (*Request, []*Request, error) {
+// Revoke ends the access that ref designates, with a reason, and approves
+// the first waitlisted agents that now fit; it returns the revoked request
+// and them. A request that holds no access is returned as a *DecidedError.
+func (s *Service) Revoke(ctx context.Context, actor id.UserID, ref Ref, reason string) (*Request, []*Request, error) {
 	var req *Request
 	var promoted []*Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		now := s.now()
-		latest, err := s.store.LatestRequest(ctx, target)
+		latest, err := s.pick(ctx, ref)
 		if err != nil {
 			return err
 		}
 		if !latest.Status.Granted() && latest.Status != StatusWaitlisted {
 			return &DecidedError{Request: latest}
 		}
-		if err := s.store.Transition(ctx, latest.ID, []Status{StatusApproved, StatusActive, StatusWaitlisted}, StatusRevoked, actor, reason, now); err != nil {
-			return err
-		}
-		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusRevoked, actor, now, reason
-		req = latest
-		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionRevoke, Reason: reason}); err != nil {
+		from := []Status{StatusApproved, StatusActive, StatusWaitlisted}
+		if req, err = s.decide(ctx, latest, from, StatusRevoked, actor, ActionRevoke, reason); err != nil {
 			return err
 		}
 		promoted, err = s.fill(ctx)
 		return err
 	})
 	if err != nil {
-		return nil, nil, s.explain(ctx, target, err)
+		return nil, nil, s.explain(ctx, ref, err)
 	}
 	return req, promoted, nil
 }
 
-// Reject refuses target's open request with a reason.
-func (s *Service) Reject(ctx context.Context, actor, target id.UserID, reason string) (*Request, error) {
+// Reject refuses the pending or waitlisted request ref designates, with a
+// reason. Any other request is returned as a *DecidedError.
+func (s *Service) Reject(ctx context.Context, actor id.UserID, ref Ref, reason string) (*Request, error) {
 	var req *Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
-		now := s.now()
-		latest, err := s.store.LatestRequest(ctx, target)
+		latest, err := s.pick(ctx, ref)
 		if err != nil {
 			return err
 		}
 		if latest.Status != StatusPending && latest.Status != StatusWaitlisted {
 			return &DecidedError{Request: latest}
 		}
-		if err := s.store.Transition(ctx, latest.ID, []Status{StatusPending, StatusWaitlisted}, StatusRejected, actor, reason, now); err != nil {
-			return err
-		}
-		latest.Status, latest.DecidedBy, latest.DecidedAt, latest.Reason = StatusRejected, actor, now, reason
-		req = latest
-		return s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: target, RequestID: req.ID, Action: ActionReject, Reason: reason})
+		req, err = s.decide(ctx, latest, []Status{StatusPending, StatusWaitlisted}, StatusRejected, actor, ActionReject, reason)
+		return err
 	})
 	if err != nil {
-		return nil, s.explain(ctx, target, err)
+		return nil, s.explain(ctx, ref, err)
 	}
 	return req, nil
 }
 
 // explain turns a lost race into the decision that won it.
-func (s *Service) explain(ctx context.Context, target id.UserID, err error) error {
+func (s *Service) explain(ctx context.Context, ref Ref, err error) error {
 	if !errors.Is(err, ErrConflict) {
 		return err
 	}
-	latest, lerr := s.store.LatestRequest(ctx, target)
+	latest, lerr := s.pick(ctx, ref)
 	if lerr != nil {
 		return err
 	}
@@ -528,7 +617,46 @@ func (s *Service) Status(ctx context.Context, user id.UserID, policyVersion stri
 	return Standing{Request: latest, Consented: ok}, nil
 }
 
-// Refused audits a command or reaction that someone without the right tried.
-func (s *Service) Refused(ctx context.Context, actor id.UserID, what string) error {
-	return s.store.AddAudit(ctx, AuditEntry{At: s.now(), Actor: actor, Target: actor, Action: ActionRefused, Reason: what})
+// RefusalQuiet is how long guichet stays silent after telling someone that
+// they may not do something: further attempts within it are audited but not
+// answered, so that nobody can make guichet flood the shared room.
+const RefusalQuiet = 10 * time.Minute
+
+// Refused audits a command or reaction that someone without the right
+// tried, and reports whether they should be told (they were not told within
+// RefusalQuiet).
+func (s *Service) Refused(ctx context.Context, actor id.UserID, what string) (tell bool, err error) {
+	return s.bounded(ctx, actor, ActionRefused, ActionRefusedQuiet, what)
+}
+
+// Undecryptable audits a support-room message of actor that could not be
+// decrypted and reports whether they should be asked to send it again (not
+// within RefusalQuiet of the last time).
+func (s *Service) Undecryptable(ctx context.Context, actor id.UserID, eventID id.EventID) (tell bool, err error) {
+	return s.bounded(ctx, actor, ActionUndecryptable, ActionUndecryptableQuiet, eventID.String())
+}
+
+// bounded audits one attempt, as told when actor was last told at least
+// RefusalQuiet ago (or never), as quiet otherwise.
+func (s *Service) bounded(ctx context.Context, actor id.UserID, told, quiet, what string) (bool, error) {
+	now := s.now()
+	last, seen, err := s.store.LastAudit(ctx, actor, told)
+	if err != nil {
+		return false, fmt.Errorf("failed to read the last %s of %s: %w", told, actor, err)
+	}
+	tell := !seen || now.Sub(last) >= RefusalQuiet
+	action := told
+	if !tell {
+		action = quiet
+	}
+	if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: action, Reason: what}); err != nil {
+		return false, err
+	}
+	return tell, nil
+}
+
+// QuotaChanged audits a moderator's change of target's limits; spec is what
+// the moderator typed.
+func (s *Service) QuotaChanged(ctx context.Context, actor, target id.UserID, spec string) error {
+	return s.store.AddAudit(ctx, AuditEntry{At: s.now(), Actor: actor, Target: target, Action: ActionQuota, Reason: spec})
 }

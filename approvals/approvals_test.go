@@ -115,12 +115,12 @@ var (
 	announced step = func(e *env, u id.UserID) { e.announce(u) }
 	approved  step = func(e *env, u id.UserID) {
 		e.tick()
-		_, err := e.svc.Approve(e.ctx, mod1, u, "note de mod1")
+		_, err := e.svc.Approve(e.ctx, mod1, approvals.User(u), "note de mod1")
 		must(err, e)
 	}
 	rejected step = func(e *env, u id.UserID) {
 		e.tick()
-		_, err := e.svc.Reject(e.ctx, mod1, u, "compte personnel")
+		_, err := e.svc.Reject(e.ctx, mod1, approvals.User(u), "compte personnel")
 		must(err, e)
 	}
 	accepted step = func(e *env, u id.UserID) {
@@ -130,7 +130,7 @@ var (
 	}
 	revoked step = func(e *env, u id.UserID) {
 		e.tick()
-		_, _, err := e.svc.Revoke(e.ctx, mod1, u, "départ")
+		_, _, err := e.svc.Revoke(e.ctx, mod1, approvals.User(u), "départ")
 		must(err, e)
 	}
 	// waitlisted fills the only place with someone else first.
@@ -138,9 +138,9 @@ var (
 		e.tick()
 		_, err := e.svc.SetCapacity(e.ctx, mod1, 1)
 		must(err, e)
-		_, err = e.svc.Approve(e.ctx, mod1, "@placeholder:agent.interieur.tchap.gouv.fr", "")
+		_, err = e.svc.Approve(e.ctx, mod1, approvals.User("@placeholder:agent.interieur.tchap.gouv.fr"), "")
 		must(err, e)
-		req, err := e.svc.Approve(e.ctx, mod1, u, "")
+		req, err := e.svc.Approve(e.ctx, mod1, approvals.User(u), "")
 		must(err, e)
 		if req.Status != approvals.StatusWaitlisted {
 			e.t.Fatalf("setup: status %s, want waitlisted", req.Status)
@@ -312,19 +312,20 @@ func TestApprove(t *testing.T) {
 			wantStatus: approvals.StatusApproved, wantNew: true, wantActions: []string{"pre_approve"},
 		},
 		{
-			name: "rejected person is pre-approved anew", user: agent, setup: []step{announced, rejected},
-			wantStatus: approvals.StatusApproved, wantNew: true, wantRenewal: true,
-			wantActions: []string{"request", "reject", "pre_approve"},
+			// Undoing a decision is Reverse, never a side effect of approve.
+			name: "rejected person is not silently approved", user: agent, setup: []step{announced, rejected},
+			wantErr: approvals.ErrAlreadyDecided, wantDecider: mod1, wantStatus: approvals.StatusRejected,
+			wantActions: []string{"request", "reject"},
 		},
 		{
-			name: "revoked person is pre-approved anew", user: agent, setup: []step{announced, approved, revoked},
-			wantStatus: approvals.StatusApproved, wantNew: true, wantRenewal: true,
-			wantActions: []string{"request", "approve", "revoke", "pre_approve"},
+			name: "revoked person is not silently approved", user: agent, setup: []step{announced, approved, revoked},
+			wantErr: approvals.ErrAlreadyDecided, wantDecider: mod1, wantStatus: approvals.StatusRevoked,
+			wantActions: []string{"request", "approve", "revoke"},
 		},
 		{
-			name: "denied person can still be approved by a moderator", user: externe, setup: []step{announced},
-			wantStatus: approvals.StatusApproved, wantNew: true, wantRenewal: true,
-			wantActions: []string{"deny", "pre_approve"},
+			name: "denied person is not silently approved", user: externe, setup: []step{announced},
+			wantErr: approvals.ErrAlreadyDecided, wantDecider: "", wantStatus: approvals.StatusRejected,
+			wantActions: []string{"deny"},
 		},
 		{
 			name: "already approved", user: agent, setup: []step{announced, approved},
@@ -355,7 +356,7 @@ func TestApprove(t *testing.T) {
 			}
 			before := e.latest(tt.user)
 			now := e.tick()
-			req, err := e.svc.Approve(e.ctx, mod2, tt.user, "équipe projet")
+			req, err := e.svc.Approve(e.ctx, mod2, approvals.User(tt.user), "équipe projet")
 			after := e.latest(tt.user)
 
 			if tt.wantErr != nil {
@@ -451,7 +452,7 @@ func TestReject(t *testing.T) {
 			}
 			before := e.latest(tt.user)
 			now := e.tick()
-			req, err := e.svc.Reject(e.ctx, mod2, tt.user, "hors périmètre")
+			req, err := e.svc.Reject(e.ctx, mod2, approvals.User(tt.user), "hors périmètre")
 			after := e.latest(tt.user)
 
 			switch {
@@ -647,7 +648,7 @@ func TestRevoke(t *testing.T) {
 				s(e, agent)
 			}
 			now := e.tick()
-			req, _, err := e.svc.Revoke(e.ctx, mod2, agent, "mutation")
+			req, _, err := e.svc.Revoke(e.ctx, mod2, approvals.User(agent), "mutation")
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Revoke: err = %v, want %v", err, tt.wantErr)
@@ -681,7 +682,7 @@ func TestCapacity(t *testing.T) {
 	approve := func(u id.UserID) *approvals.Request {
 		t.Helper()
 		e.tick()
-		req, err := e.svc.Approve(e.ctx, mod1, u, "")
+		req, err := e.svc.Approve(e.ctx, mod1, approvals.User(u), "")
 		if err != nil {
 			t.Fatalf("Approve(%s): %v", u, err)
 		}
@@ -703,7 +704,7 @@ func TestCapacity(t *testing.T) {
 
 	// Revoking a frees one place: b, first in line, takes it.
 	e.tick()
-	_, promoted, err := e.svc.Revoke(e.ctx, mod2, a, "départ")
+	_, promoted, err := e.svc.Revoke(e.ctx, mod2, approvals.User(a), "départ")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -766,15 +767,16 @@ func TestEveryTransitionWritesOneAuditRow(t *testing.T) {
 		return err
 	}
 	approve := func(mod id.UserID) func() error {
-		return func() error { _, err := e.svc.Approve(ctx, mod, agent, ""); return err }
+		return func() error { _, err := e.svc.Approve(ctx, mod, approvals.User(agent), ""); return err }
 	}
 	reject := func(mod id.UserID) func() error {
-		return func() error { _, err := e.svc.Reject(ctx, mod, agent, "non"); return err }
+		return func() error { _, err := e.svc.Reject(ctx, mod, approvals.User(agent), "non"); return err }
 	}
 	accept := func(v string) func() error {
 		return func() error { _, err := e.svc.Accept(ctx, agent, v); return err }
 	}
-	revoke := func() error { _, _, err := e.svc.Revoke(ctx, mod1, agent, "fin"); return err }
+	revoke := func() error { _, _, err := e.svc.Revoke(ctx, mod1, approvals.User(agent), "fin"); return err }
+	reverse := func() error { _, err := e.svc.Reverse(ctx, mod2, approvals.User(agent), "erreur"); return err }
 
 	steps := []struct {
 		name       string
@@ -798,7 +800,9 @@ func TestEveryTransitionWritesOneAuditRow(t *testing.T) {
 		{"announce renewal", announce, nil, "request", approvals.StatusPending},
 		{"reject", reject(mod2), nil, "reject", approvals.StatusRejected},
 		{"reject twice", reject(mod1), approvals.ErrAlreadyDecided, "", approvals.StatusRejected},
-		{"pre-approve", approve(mod1), nil, "pre_approve", approvals.StatusApproved},
+		{"approve rejected", approve(mod1), approvals.ErrAlreadyDecided, "", approvals.StatusRejected},
+		{"reverse", reverse, nil, "reverse", approvals.StatusApproved},
+		{"reverse approved", reverse, approvals.ErrAlreadyDecided, "", approvals.StatusApproved},
 	}
 	count := 0
 	for _, s := range steps {
@@ -831,13 +835,6 @@ func TestEveryTransitionWritesOneAuditRow(t *testing.T) {
 		count = len(rows)
 	}
 
-	if err := e.svc.Refused(ctx, "@intrus:agent.interieur.tchap.gouv.fr", "!approve"); err != nil {
-		t.Fatal(err)
-	}
-	rows := e.audit("@intrus:agent.interieur.tchap.gouv.fr")
-	if len(rows) != 1 || rows[0].Action != approvals.ActionRefused || rows[0].Reason != "!approve" {
-		t.Errorf("Refused audit = %+v", rows)
-	}
 }
 
 func TestStatusHelpers(t *testing.T) {

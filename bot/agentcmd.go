@@ -8,57 +8,65 @@ import (
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"guichet/albert"
 	"guichet/approvals"
 )
 
-// agentCommand runs a command typed in a DM.
-func (b *Bot) agentCommand(ctx context.Context, evt *event.Event, cmd command) (*reply, error) {
-	switch cmd.Name {
-	case "accepter":
-		return b.cmdAccept(ctx, evt)
-	case "aide", "help":
-		return noticeReply(textAgentHelp), nil
-	case "conditions":
-		at, ok, err := b.consentedAt(ctx, evt)
-		return noticeReply(textConditions(b.cfg.PolicyURL, b.cfg.PolicyVersion, at, ok, b.loc)), err
-	case "oublier":
-		if len(cmd.Args) != 1 || cmd.Args[0] != "confirmer" {
-			return noticeReply(textForgetConfirm), nil
-		}
-		if err := b.store.Forget(ctx, evt.Sender); err != nil {
-			return nil, err
-		}
-		zerolog.Ctx(ctx).Info().Msg("Agent deleted their conversations")
-		return noticeReply(textForgotten), b.store.StartConversation(ctx, evt.RoomID, b.now())
-	}
-	known := cmd.Name == "reset" || cmd.Name == "nouveau" || cmd.Name == "modele" || cmd.Name == "modèle" || cmd.Name == "quota"
-	if !known && findModCommand(cmd.Name) != nil {
-		return noticeReply(textModeratorCommandInDM), nil
-	}
-	// The rest is for agents who may use the assistant.
-	standing, err := b.approvals.Status(ctx, evt.Sender, b.cfg.PolicyVersion)
+// agentCommands are the commands an agent types in their DM.
+var agentCommands = commandTable{
+	{names: []string{"accepter"}, run: (*Bot).cmdAccept,
+		help: "accepter les conditions d'utilisation"},
+	{names: []string{"conditions"}, run: (*Bot).cmdConditions,
+		help: "la politique de traitement des données et quand vous l'avez acceptée"},
+	{names: []string{"reset", "nouveau"}, allowed: mayUse, run: (*Bot).cmdReset,
+		help: "commencer une nouvelle conversation"},
+	{names: []string{"modele", "modèle"}, allowed: mayUse, run: (*Bot).cmdModel,
+		help: "voir les modèles disponibles ; `!modele <id>` pour en choisir un"},
+	{names: []string{"quota"}, allowed: mayUse, run: (*Bot).cmdMyQuota,
+		help: "votre usage aujourd'hui"},
+	{names: []string{"oublier"}, run: (*Bot).cmdForget,
+		help: "effacer vos conversations enregistrées"},
+	{names: []string{"aide", "help"}, help: "cette aide"},
+}
+
+// mayUse lets through agents who may ask questions (approved, consented).
+func mayUse(b *Bot, ctx context.Context, sender id.UserID) (string, error) {
+	standing, err := b.approvals.Status(ctx, sender, b.cfg.PolicyVersion)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	if why := b.notAllowed(standing); known && why != "" {
-		return noticeReply(why), nil
+	return b.notAllowed(standing), nil
+}
+
+func (b *Bot) cmdConditions(ctx context.Context, inv *invocation) (string, error) {
+	at, ok, err := b.consentedAt(ctx, inv.evt)
+	return textConditions(b.cfg.PolicyURL, b.cfg.PolicyVersion, at, ok, b.loc), err
+}
+
+func (b *Bot) cmdForget(ctx context.Context, inv *invocation) (string, error) {
+	if len(inv.cmd.Args) != 1 || inv.cmd.Args[0] != "confirmer" {
+		return textForgetConfirm, nil
 	}
-	switch cmd.Name {
-	case "reset", "nouveau":
-		return noticeReply(textConversationReset), b.store.StartConversation(ctx, evt.RoomID, b.now())
-	case "modele", "modèle":
-		return b.cmdModel(ctx, evt, cmd)
-	case "quota":
-		over, err := b.approvals.Overloaded(ctx)
-		if err != nil {
-			return nil, err
-		}
-		q, err := b.limiter.Quota(ctx, evt.Sender, over)
-		return noticeReply(textMyQuota(q, over, b.loc)), err
+	if err := b.store.Forget(ctx, inv.evt.Sender); err != nil {
+		return "", err
 	}
-	return noticeReply(textUnknownCommand(cmd.Name) + "\n\n" + textAgentHelp), nil
+	zerolog.Ctx(ctx).Info().Msg("Agent deleted their conversations")
+	return textForgotten, b.store.StartConversation(ctx, inv.evt.RoomID, b.now())
+}
+
+func (b *Bot) cmdReset(ctx context.Context, inv *invocation) (string, error) {
+	return textConversationReset, b.store.StartConversation(ctx, inv.evt.RoomID, b.now())
+}
+
+func (b *Bot) cmdMyQuota(ctx context.Context, inv *invocation) (string, error) {
+	over, err := b.approvals.Overloaded(ctx)
+	if err != nil {
+		return "", err
+	}
+	q, err := b.limiter.Quota(ctx, inv.evt.Sender, over)
+	return textMyQuota(q, over, b.loc), err
 }
 
 func (b *Bot) consentedAt(ctx context.Context, evt *event.Event) (time.Time, bool, error) {
@@ -78,20 +86,21 @@ func (b *Bot) consentedAt(ctx context.Context, evt *event.Event) (time.Time, boo
 	return time.Time{}, false, nil
 }
 
-func (b *Bot) cmdAccept(ctx context.Context, evt *event.Event) (*reply, error) {
-	standing, err := b.approvals.Status(ctx, evt.Sender, b.cfg.PolicyVersion)
+func (b *Bot) cmdAccept(ctx context.Context, inv *invocation) (string, error) {
+	sender := inv.evt.Sender
+	standing, err := b.approvals.Status(ctx, sender, b.cfg.PolicyVersion)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if standing.Consented && standing.Request != nil && standing.Request.Status == approvals.StatusActive {
-		return noticeReply(textAlreadyAccepted), nil
+		return textAlreadyAccepted, nil
 	}
-	if _, err := b.approvals.Accept(ctx, evt.Sender, b.cfg.PolicyVersion); errors.Is(err, approvals.ErrNotGranted) {
-		return noticeReply(textAcceptNotGranted), nil
+	if _, err := b.approvals.Accept(ctx, sender, b.cfg.PolicyVersion); errors.Is(err, approvals.ErrNotGranted) {
+		return textAcceptNotGranted, nil
 	} else if err != nil {
-		return nil, err
+		return "", err
 	}
-	return noticeReply(textAccepted), nil
+	return textAccepted, nil
 }
 
 // allowedModels are the configured models that Albert lists as chat models,
@@ -111,29 +120,30 @@ func (b *Bot) allowedModels(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-func (b *Bot) cmdModel(ctx context.Context, evt *event.Event, cmd command) (*reply, error) {
+func (b *Bot) cmdModel(ctx context.Context, inv *invocation) (string, error) {
+	evt, cmd := inv.evt, inv.cmd
 	models, err := b.allowedModels(ctx)
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to list models")
-		return noticeReply(textModelsUnavailable), nil
+		return textModelsUnavailable, nil
 	}
 	current, err := b.store.ModelPref(ctx, evt.Sender)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	if current == "" {
 		current = b.cfg.Model
 	}
 	if len(cmd.Args) == 0 {
-		return noticeReply(textModels(models, current)), nil
+		return textModels(models, current), nil
 	}
 	choice := cmd.Args[0]
 	if !slices.Contains(models, choice) {
-		return noticeReply(textModelUnknown(choice, models)), nil
+		return textModelUnknown(choice, models), nil
 	}
 	pref := choice
 	if choice == b.cfg.Model {
 		pref = ""
 	}
-	return noticeReply(textModelChosen(choice)), b.store.SetModelPref(ctx, evt.Sender, pref)
+	return textModelChosen(choice), b.store.SetModelPref(ctx, evt.Sender, pref)
 }

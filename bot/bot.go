@@ -132,6 +132,7 @@ type Bot struct {
 	limiter   *ratelimit.Limiter
 	gate      *ratelimit.Gate
 	breaker   *ratelimit.Breaker
+	pause     *ratelimit.KeyPause // Albert refused the key for hours
 	log       zerolog.Logger
 	now       func() time.Time
 
@@ -149,6 +150,8 @@ type Bot struct {
 	joins     sync.WaitGroup // invites being accepted
 	joinSem   chan struct{}  // bounds parallel joins
 	work      sync.WaitGroup
+
+	leaving sync.Map // rooms guichet is leaving (id.RoomID -> bool)
 
 	convMu sync.Mutex
 	convs  map[id.RoomID]chan store.InboxItem
@@ -180,6 +183,7 @@ func New(cfg Config, deps Deps) *Bot {
 	}
 	b.alerts = &alerts{b: b, open: map[albert.Class]time.Time{}}
 	b.breaker = ratelimit.NewBreaker(cfg.Breaker, now, b.onBreaker)
+	b.pause = ratelimit.NewKeyPause(now, 0)
 	if b.cfg.BreakerMaxWait <= 0 {
 		b.cfg.BreakerMaxWait = 2 * time.Minute
 	}
@@ -366,6 +370,16 @@ func (b *Bot) onDecryptError(evt *event.Event, err error) {
 	b.log.Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Failed to decrypt event")
 	if evt.Sender == b.client.UserID {
 		return
+	}
+	if evt.RoomID == b.supportRoom {
+		// Anyone can make the shared room fill with these notices: asked
+		// once per person per approvals.RefusalQuiet.
+		if tell, err := b.approvals.Undecryptable(ctx, evt.Sender, evt.ID); err != nil || !tell {
+			if err != nil {
+				b.log.Err(err).Msg("Failed to audit an undecryptable message")
+			}
+			return
+		}
 	}
 	msg := outgoingNotice("undecryptable:"+evt.ID.String(), evt.RoomID, evt.ID, textUndecryptable, b.now(), evt.Sender)
 	if err := b.store.Enqueue(ctx, msg); err != nil {

@@ -105,7 +105,7 @@ func TestModeratorCommandAliases(t *testing.T) {
 			if !ok {
 				t.Fatalf("parseCommand(%q) failed", tt.text)
 			}
-			c := findModCommand(cmd.Name)
+			c := moderatorCommands.find(cmd.Name)
 			switch {
 			case tt.want == "" && c != nil:
 				t.Errorf("%q found command %v, want none", cmd.Name, c.names)

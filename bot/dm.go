@@ -195,7 +195,7 @@ func (b *Bot) answerDM(ctx context.Context, evt *event.Event) (*reply, error) {
 	// quoted turn is added by context); commands are read with pills
 	// resolved. Nothing visible (a lone U+200B) is nothing asked.
 	if cmd, ok := parseCommand(messageText(ctx, content)); ok {
-		return b.agentCommand(ctx, evt, cmd)
+		return b.dispatchDM(ctx, evt, cmd)
 	}
 	text := messageBody(content)
 	if text == "" {

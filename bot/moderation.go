@@ -17,70 +17,58 @@ import (
 	"guichet/ratelimit"
 )
 
-// modCommand is one support-room command: its names and what it does. The
-// dispatcher checks the moderator right before any handler runs.
-type modCommand struct {
-	names []string
-	run   func(b *Bot, ctx context.Context, evt *event.Event, cmd command) (string, error)
+// moderatorCommands are the support room's commands; every one of them is
+// for the room's moderators only (the dispatcher checks it).
+var moderatorCommands = commandTable{
+	{names: []string{"approve", "valider"}, args: "@agent|#N [@autre …] [note]", maxTargets: 50, run: (*Bot).cmdApprove,
+		help: "valide une ou plusieurs demandes en attente ; `@agent` pré-valide aussi quelqu'un qui n'a rien demandé"},
+	{names: []string{"reject", "refuser"}, args: "@agent|#N [motif]", maxTargets: 1, run: (*Bot).cmdReject,
+		help: "refuse la demande en attente ; le motif est transmis à l'agent"},
+	{names: []string{"revoke", "revoquer", "révoquer"}, args: "@agent|#N [motif]", maxTargets: 1, run: (*Bot).cmdRevoke,
+		help: "retire l'accès ; le motif est transmis à l'agent"},
+	{names: []string{"reverse", "annuler"}, args: "@agent|#N [note]", maxTargets: 1, run: (*Bot).cmdReverse,
+		help: "revient sur un refus ou une révocation : l'accès est validé (décision tracée)"},
+	{names: []string{"pending", "attente"}, run: (*Bot).cmdPending,
+		help: "demandes en attente, de la plus ancienne à la plus récente"},
+	{names: []string{"info"}, args: "@agent|#N", maxTargets: 1, run: (*Bot).cmdInfo,
+		help: "statut, historique et usage d'un agent"},
+	{names: []string{"capacity", "capacite", "capacité"}, args: "[N]", run: (*Bot).cmdCapacity,
+		help: "affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite)"},
+	{names: []string{"surcharge", "overload"}, args: "on|off", run: (*Bot).cmdOverload,
+		help: "mode surcharge : limites réduites, nouvelles validations en liste d'attente"},
+	{names: []string{"quota"}, args: "@agent [limites]", maxTargets: 1, run: (*Bot).cmdQuotaOverride,
+		help: "limites et usage d'un agent ; `500/jour`, `200000 tokens`, `10/min` ou `défaut` pour les changer"},
+	{names: []string{"stats"}, run: (*Bot).cmdStats,
+		help: "chiffres du jour : agents, questions, tokens, erreurs, file, temps de réponse"},
+	{names: []string{"help", "aide"}, help: "cette aide"},
 }
 
-var moderatorCommands = []modCommand{
-	{[]string{"approve", "valider"}, (*Bot).cmdApprove},
-	{[]string{"reject", "refuser"}, (*Bot).cmdReject},
-	{[]string{"revoke", "revoquer", "révoquer"}, (*Bot).cmdRevoke},
-	{[]string{"pending", "attente"}, (*Bot).cmdPending},
-	{[]string{"info"}, (*Bot).cmdInfo},
-	{[]string{"capacity", "capacite", "capacité"}, (*Bot).cmdCapacity},
-	{[]string{"surcharge", "overload"}, (*Bot).cmdOverload},
-	{[]string{"quota"}, (*Bot).cmdQuotaOverride},
-	{[]string{"stats"}, (*Bot).cmdStats},
-	{[]string{"help", "aide"}, func(*Bot, context.Context, *event.Event, command) (string, error) {
-		return textModeratorHelp, nil
-	}},
-}
-
-func findModCommand(name string) *modCommand {
-	for i, c := range moderatorCommands {
-		for _, n := range c.names {
-			if n == name {
-				return &moderatorCommands[i]
-			}
+// ref turns a target into what a decision is about. A request number
+// designates that request; a user id their latest request. why is the answer
+// to give instead when the target cannot be decided on.
+func (b *Bot) ref(ctx context.Context, t target) (ref approvals.Ref, user id.UserID, why string, err error) {
+	if t.RequestID != 0 {
+		req, err := b.store.RequestByID(ctx, t.RequestID)
+		if errors.Is(err, approvals.ErrNotFound) {
+			return ref, "", textUnknownRequest(t.RequestID), nil
+		} else if err != nil {
+			return ref, "", "", err
 		}
+		return approvals.Number(t.RequestID), req.UserID, "", nil
 	}
-	return nil
-}
-
-func (b *Bot) moderatorCommand(ctx context.Context, evt *event.Event, cmd command) error {
-	reply := textUnknownCommand(cmd.Name)
-	if c := findModCommand(cmd.Name); c != nil {
-		var err error
-		if reply, err = c.run(b, ctx, evt, cmd); err != nil {
-			return err
-		}
-		zerolog.Ctx(ctx).Info().Str("command", c.names[0]).Msg("Moderator command")
+	switch {
+	case t.User == b.client.UserID:
+		return ref, "", textIsBot(), nil
+	case b.isModerator(ctx, t.User):
+		return ref, "", textIsModerator(t.User), nil
 	}
-	return b.replyRoom(ctx, evt, "cmd", reply)
+	return approvals.User(t.User), t.User, "", nil
 }
 
 // resolveTarget turns a target into a user id, or says why it cannot.
 func (b *Bot) resolveTarget(ctx context.Context, t target) (id.UserID, string, error) {
-	user := t.User
-	if t.RequestID != 0 {
-		req, err := b.store.RequestByID(ctx, t.RequestID)
-		if errors.Is(err, approvals.ErrNotFound) {
-			return "", textUnknownRequest(t.RequestID), nil
-		} else if err != nil {
-			return "", "", err
-		}
-		user = req.UserID
-	}
-	switch {
-	case user == b.client.UserID:
-		return "", textIsBot(), nil
-	case b.isModerator(ctx, user):
-		return "", textIsModerator(user), nil
-	}
-	return user, "", nil
+	_, user, why, err := b.ref(ctx, t)
+	return user, why, err
 }
 
 // accountExists asks the homeserver whether user exists, so that a typo is
@@ -91,26 +79,10 @@ func (b *Bot) accountExists(ctx context.Context, user id.UserID) bool {
 	return !errors.Is(err, mautrix.MNotFound)
 }
 
-// parseTargets reads the targets of a command and the text after them.
-func parseTargets(cmd command, max int) ([]target, string, string) {
-	targets, bad, rest := splitTargets(cmd.Args)
-	switch {
-	case len(bad) > 0:
-		return nil, "", textBadTargets(bad)
-	case len(targets) == 0 || len(targets) > max:
-		return nil, "", textNoTarget(cmd.Name)
-	}
-	return targets, rest, ""
-}
-
-func (b *Bot) cmdApprove(ctx context.Context, evt *event.Event, cmd command) (string, error) {
-	targets, note, problem := parseTargets(cmd, 50)
-	if problem != "" {
-		return problem, nil
-	}
+func (b *Bot) cmdApprove(ctx context.Context, inv *invocation) (string, error) {
 	var lines []string
-	for _, t := range targets {
-		line, err := b.approve(ctx, evt.Sender, t, note)
+	for _, t := range inv.targets {
+		line, err := b.approve(ctx, inv.evt.Sender, t, inv.rest)
 		if err != nil {
 			return "", err
 		}
@@ -121,57 +93,61 @@ func (b *Bot) cmdApprove(ctx context.Context, evt *event.Event, cmd command) (st
 
 // approve applies one approval and queues what the agent must be told.
 func (b *Bot) approve(ctx context.Context, actor id.UserID, t target, note string) (string, error) {
-	user, why, err := b.resolveTarget(ctx, t)
+	ref, user, why, err := b.ref(ctx, t)
 	if err != nil || why != "" {
 		return why, err
 	}
-	before, err := b.approvals.Status(ctx, user, b.cfg.PolicyVersion)
-	if err != nil {
-		return "", err
+	pre := false
+	if ref.Request == 0 {
+		before, err := b.approvals.Status(ctx, user, b.cfg.PolicyVersion)
+		if err != nil {
+			return "", err
+		}
+		if pre = before.Request == nil; pre && !b.accountExists(ctx, user) {
+			return textUnknownUser(user), nil
+		}
 	}
-	if before.Request == nil && !b.accountExists(ctx, user) {
-		return textUnknownUser(user), nil
-	}
-	req, err := b.approvals.Approve(ctx, actor, user, note)
+	req, err := b.approvals.Approve(ctx, actor, ref, note)
 	var decided *approvals.DecidedError
 	if errors.As(err, &decided) {
-		return textAlreadyDecided(decided.Request, b.now()), nil
+		return textAlreadyDecided(decided.Request, b.now()) + textReverseHint(decided.Request), nil
 	} else if err != nil {
 		return "", err
 	}
+	return b.granted(ctx, req, textApproved(user, req, pre))
+}
+
+// granted tells the agent whose request was just approved (or waitlisted)
+// and returns the moderators' line (ok, for an approval).
+func (b *Bot) granted(ctx context.Context, req *approvals.Request, ok string) (string, error) {
 	if req.Status == approvals.StatusWaitlisted {
 		limit, used, err := b.approvals.Capacity(ctx)
 		if err != nil {
 			return "", err
 		}
-		if err := b.notifyAgent(ctx, fmt.Sprintf("waitlisted:%d", req.ID), req, textWaitlistedNotice(user)); err != nil {
+		if err := b.notifyAgent(ctx, fmt.Sprintf("waitlisted:%d", req.ID), req, textWaitlistedNotice(req.UserID)); err != nil {
 			return "", err
 		}
-		return textApprovedWaitlisted(user, req, limit, used), nil
+		return textApprovedWaitlisted(req.UserID, req, limit, used), nil
 	}
-	pre := before.Request == nil || !before.Request.Status.Open()
-	return textApproved(user, req, pre), b.sendWelcome(ctx, req)
+	return ok, b.sendWelcome(ctx, req)
 }
 
-func (b *Bot) cmdReject(ctx context.Context, evt *event.Event, cmd command) (string, error) {
-	targets, reason, problem := parseTargets(cmd, 1)
-	if problem != "" {
-		return problem, nil
-	}
-	return b.reject(ctx, evt.Sender, targets[0], reason)
+func (b *Bot) cmdReject(ctx context.Context, inv *invocation) (string, error) {
+	return b.reject(ctx, inv.evt.Sender, inv.targets[0], inv.rest)
 }
 
 func (b *Bot) reject(ctx context.Context, actor id.UserID, t target, reason string) (string, error) {
-	user, why, err := b.resolveTarget(ctx, t)
+	ref, user, why, err := b.ref(ctx, t)
 	if err != nil || why != "" {
 		return why, err
 	}
-	req, err := b.approvals.Reject(ctx, actor, user, reason)
+	req, err := b.approvals.Reject(ctx, actor, ref, reason)
 	var decided *approvals.DecidedError
 	if errors.Is(err, approvals.ErrNotFound) {
 		return textNoRequest(user), nil
 	} else if errors.As(err, &decided) {
-		return textAlreadyDecided(decided.Request, b.now()), nil
+		return textAlreadyDecided(decided.Request, b.now()) + textReverseHint(decided.Request), nil
 	} else if err != nil {
 		return "", err
 	}
@@ -181,21 +157,18 @@ func (b *Bot) reject(ctx context.Context, actor id.UserID, t target, reason stri
 	return textRejected(user, req), nil
 }
 
-func (b *Bot) cmdRevoke(ctx context.Context, evt *event.Event, cmd command) (string, error) {
-	targets, reason, problem := parseTargets(cmd, 1)
-	if problem != "" {
-		return problem, nil
-	}
-	user, why, err := b.resolveTarget(ctx, targets[0])
+func (b *Bot) cmdRevoke(ctx context.Context, inv *invocation) (string, error) {
+	ref, user, why, err := b.ref(ctx, inv.targets[0])
 	if err != nil || why != "" {
 		return why, err
 	}
-	req, promoted, err := b.approvals.Revoke(ctx, evt.Sender, user, reason)
+	reason := inv.rest
+	req, promoted, err := b.approvals.Revoke(ctx, inv.evt.Sender, ref, reason)
 	var decided *approvals.DecidedError
 	if errors.Is(err, approvals.ErrNotFound) {
 		return textNoRequest(user), nil
 	} else if errors.As(err, &decided) {
-		return textNotGranted(decided.Request), nil
+		return textNotGranted(decided.Request) + textReverseHint(decided.Request), nil
 	} else if err != nil {
 		return "", err
 	}
@@ -203,6 +176,28 @@ func (b *Bot) cmdRevoke(ctx context.Context, evt *event.Event, cmd command) (str
 		return "", err
 	}
 	return textRevoked(user, req) + b.welcomePromoted(ctx, promoted), nil
+}
+
+// cmdReverse undoes a rejection or a revocation: the one explicit way back,
+// audited as a reversal.
+func (b *Bot) cmdReverse(ctx context.Context, inv *invocation) (string, error) {
+	ref, user, why, err := b.ref(ctx, inv.targets[0])
+	if err != nil || why != "" {
+		return why, err
+	}
+	req, err := b.approvals.Reverse(ctx, inv.evt.Sender, ref, inv.rest)
+	var decided *approvals.DecidedError
+	switch {
+	case errors.Is(err, approvals.ErrNotFound):
+		return textNoRequest(user), nil
+	case errors.As(err, &decided):
+		return textNothingToReverse(decided.Request), nil
+	case errors.Is(err, approvals.ErrNotLatest):
+		return textNotLatest(ref.Request, user), nil
+	case err != nil:
+		return "", err
+	}
+	return b.granted(ctx, req, textReversed(req))
 }
 
 // welcomePromoted queues the welcome of agents who left the waitlist and
@@ -221,17 +216,13 @@ func (b *Bot) welcomePromoted(ctx context.Context, promoted []*approvals.Request
 	return "\n\n" + textPromoted(users)
 }
 
-func (b *Bot) cmdPending(ctx context.Context, _ *event.Event, _ command) (string, error) {
+func (b *Bot) cmdPending(ctx context.Context, _ *invocation) (string, error) {
 	reqs, total, err := b.store.PendingPage(ctx, time.Time{}, maxListed)
 	return textPendingList(reqs, total, b.now()), err
 }
 
-func (b *Bot) cmdInfo(ctx context.Context, _ *event.Event, cmd command) (string, error) {
-	targets, _, problem := parseTargets(cmd, 1)
-	if problem != "" {
-		return problem, nil
-	}
-	t := targets[0]
+func (b *Bot) cmdInfo(ctx context.Context, inv *invocation) (string, error) {
+	t := inv.targets[0]
 	user := t.User
 	if t.RequestID != 0 {
 		req, err := b.store.RequestByID(ctx, t.RequestID)
@@ -257,7 +248,8 @@ func (b *Bot) cmdInfo(ctx context.Context, _ *event.Event, cmd command) (string,
 	return textInfo(user, standing, audit, usage, b.loc), nil
 }
 
-func (b *Bot) cmdCapacity(ctx context.Context, evt *event.Event, cmd command) (string, error) {
+func (b *Bot) cmdCapacity(ctx context.Context, inv *invocation) (string, error) {
+	evt, cmd := inv.evt, inv.cmd
 	if len(cmd.Args) == 0 {
 		limit, used, err := b.approvals.Capacity(ctx)
 		if err != nil {
@@ -288,11 +280,17 @@ const (
 	reactReject  = "❌"
 )
 
-// supportReaction lets a moderator approve (✅) or reject (❌) a request by
-// reacting to guichet's acknowledgement of it.
+// reactionCommands are the reactions that stand for a command on the request
+// guichet acknowledged.
+var reactionCommands = map[string]string{reactApprove: "approve", reactReject: "reject"}
+
+// supportReaction routes a ✅ or ❌ on guichet's acknowledgement of a request
+// through the dispatcher as `!approve #N` or `!reject #N`: the reaction
+// designates that request and no other.
 func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *event.ReactionEventContent) error {
 	key := strings.TrimRight(content.RelatesTo.Key, "\ufe0f")
-	if key != reactApprove && key != reactReject {
+	name, ok := reactionCommands[key]
+	if !ok {
 		return nil
 	}
 	ackEvent := content.RelatesTo.EventID
@@ -306,29 +304,13 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 	} else if err != nil {
 		return err
 	}
-	reply := func(text string, mention ...id.UserID) error {
-		return b.store.Enqueue(ctx, outgoingNotice("reaction:"+evt.ID.String(), b.supportRoom, ackEvent, text, b.now(), mention...))
-	}
-	if !b.isModerator(ctx, evt.Sender) {
-		if err := b.approvals.Refused(ctx, evt.Sender, "reaction "+key); err != nil {
-			return err
-		}
-		return reply(textNotModeratorReaction(evt.Sender), evt.Sender)
-	}
-	var line string
-	if key == reactApprove {
-		line, err = b.approve(ctx, evt.Sender, target{RequestID: req.ID}, "")
-	} else {
-		line, err = b.reject(ctx, evt.Sender, target{RequestID: req.ID}, "")
-	}
-	if err != nil {
-		return err
-	}
-	zerolog.Ctx(ctx).Info().Str("reaction", key).Int64("request_id", req.ID).Msg("Moderator reaction")
-	return reply(line)
+	zerolog.Ctx(ctx).Info().Str("reaction", key).Int64("request_id", req.ID).Msg("Reaction on a request")
+	number := "#" + strconv.FormatInt(req.ID, 10)
+	return b.dispatchSupport(ctx, evt, command{Name: name, Args: []string{number}, Raw: number}, ackEvent)
 }
 
-func (b *Bot) cmdOverload(ctx context.Context, evt *event.Event, cmd command) (string, error) {
+func (b *Bot) cmdOverload(ctx context.Context, inv *invocation) (string, error) {
+	evt, cmd := inv.evt, inv.cmd
 	if len(cmd.Args) == 0 {
 		over, err := b.approvals.Overloaded(ctx)
 		return textOverloadState(over), err
@@ -348,21 +330,20 @@ func (b *Bot) cmdOverload(ctx context.Context, evt *event.Event, cmd command) (s
 	return textOverloadSet(on, b.cfg.OverloadFactor) + b.welcomePromoted(ctx, promoted), nil
 }
 
-func (b *Bot) cmdQuotaOverride(ctx context.Context, _ *event.Event, cmd command) (string, error) {
-	targets, spec, problem := parseTargets(cmd, 1)
-	if problem != "" {
-		return problem, nil
-	}
-	user, why, err := b.resolveTarget(ctx, targets[0])
+func (b *Bot) cmdQuotaOverride(ctx context.Context, inv *invocation) (string, error) {
+	user, why, err := b.resolveTarget(ctx, inv.targets[0])
 	if err != nil || why != "" {
 		return why, err
 	}
-	if spec != "" {
+	if spec := inv.rest; spec != "" {
 		lim, err := ratelimit.ParseOverride(spec)
 		if err != nil {
 			return textQuotaUsage, nil
 		}
 		if err := b.limiter.SetOverride(ctx, user, lim); err != nil {
+			return "", err
+		}
+		if err := b.approvals.QuotaChanged(ctx, inv.evt.Sender, user, spec); err != nil {
 			return "", err
 		}
 	}
@@ -377,7 +358,7 @@ func (b *Bot) cmdQuotaOverride(ctx context.Context, _ *event.Event, cmd command)
 	return textQuotaOf(user, q, b.loc), nil
 }
 
-func (b *Bot) cmdStats(ctx context.Context, _ *event.Event, _ command) (string, error) {
+func (b *Bot) cmdStats(ctx context.Context, _ *invocation) (string, error) {
 	now := b.now().In(b.loc)
 	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, b.loc)
 	st, err := b.store.StatsSince(ctx, midnight)

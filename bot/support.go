@@ -46,14 +46,12 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 	if content.MsgType == event.MsgNotice || content.RelatesTo.GetReplaceID() != "" {
 		return nil
 	}
-	if cmd, ok := parseCommand(messageText(ctx, content)); ok {
-		if !b.isModerator(ctx, evt.Sender) {
-			if err := b.approvals.Refused(ctx, evt.Sender, "!"+cmd.Name); err != nil {
-				return err
-			}
-			return b.replyRoom(ctx, evt, "refused", textNotModerator, evt.Sender)
-		}
-		return b.moderatorCommand(ctx, evt, cmd)
+	text := messageText(ctx, content)
+	if cmd, ok := parseCommand(text); ok {
+		return b.dispatchSupport(ctx, evt, cmd, evt.ID)
+	}
+	if text == "" && (content.MsgType == event.MsgText || content.MsgType == event.MsgEmote) {
+		return nil // nothing visible: not a request
 	}
 	if b.isModerator(ctx, evt.Sender) {
 		return nil

@@ -145,14 +145,16 @@ func keepState(events []*event.Event, upto int) []*event.Event {
 	return out
 }
 
-// onMember accepts invitations: direct messages from agents, and the support
-// room if an admin invites the bot there.
+// onMember accepts invitations (direct messages from agents, and the support
+// room if an admin invites the bot there) and leaves a direct message that
+// became a group.
 func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
-	if evt.Mautrix.EventSource&event.SourceInvite == 0 || evt.GetStateKey() != b.client.UserID.String() {
+	content := evt.Content.AsMember()
+	if evt.GetStateKey() != b.client.UserID.String() {
+		b.checkStillDirect(ctx, evt, content)
 		return
 	}
-	content := evt.Content.AsMember()
-	if content.Membership != event.MembershipInvite {
+	if evt.Mautrix.EventSource&event.SourceInvite == 0 || content.Membership != event.MembershipInvite {
 		return
 	}
 	// Joining takes a round trip per room (a second under load): done in
@@ -167,6 +169,11 @@ func (b *Bot) onMember(ctx context.Context, evt *event.Event) {
 	}()
 }
 
+// serviceRoom tells the rooms guichet is in on purpose, not as a DM.
+func (b *Bot) serviceRoom(room id.RoomID) bool {
+	return room == b.supportRoom || room == b.opsRoom
+}
+
 func (b *Bot) acceptInvite(ctx context.Context, evt *event.Event, content *event.MemberEventContent) {
 	log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("inviter", evt.Sender).Logger()
 	if _, err := b.client.JoinRoomByID(ctx, evt.RoomID); err != nil {
@@ -174,7 +181,17 @@ func (b *Bot) acceptInvite(ctx context.Context, evt *event.Event, content *event
 		return
 	}
 	log.Info().Bool("is_direct", content.IsDirect).Msg("Accepted invite")
-	if evt.RoomID == b.supportRoom || !content.IsDirect {
+	if b.serviceRoom(evt.RoomID) {
+		return
+	}
+	if !content.IsDirect {
+		// Joined only to say why guichet will not stay: the room's state
+		// (encryption, members) is read first so that the notice is
+		// encrypted when the room is.
+		if _, err := b.client.State(ctx, evt.RoomID); err != nil {
+			log.Warn().Err(err).Msg("Failed to read the state of a room that is not a DM")
+		}
+		b.leaveNotDirect(log.WithContext(ctx), evt.RoomID)
 		return
 	}
 	// Reuse the agent's own DM rather than opening another one later.
@@ -184,6 +201,38 @@ func (b *Bot) acceptInvite(ctx context.Context, evt *event.Event, content *event
 	}
 	if err != nil {
 		log.Err(err).Msg("Failed to record direct message room")
+	}
+}
+
+// checkStillDirect leaves a DM as soon as a third person joins or is
+// invited: guichet answers one person at a time, in private.
+func (b *Bot) checkStillDirect(ctx context.Context, evt *event.Event, content *event.MemberEventContent) {
+	if evt.Mautrix.EventSource&event.SourceJoin == 0 || b.serviceRoom(evt.RoomID) ||
+		content.Membership != event.MembershipJoin && content.Membership != event.MembershipInvite {
+		return
+	}
+	members, err := b.client.StateStore.GetRoomJoinedOrInvitedMembers(ctx, evt.RoomID)
+	if err != nil || len(members) <= 2 || !slices.Contains(members, b.client.UserID) {
+		return
+	}
+	b.background(ctx, func(ctx context.Context) { b.leaveNotDirect(ctx, evt.RoomID) })
+}
+
+// leaveNotDirect says that guichet works only in direct messages, then
+// leaves the room. The notice is sent before leaving (the outbox could not
+// deliver it after), once per room.
+func (b *Bot) leaveNotDirect(ctx context.Context, room id.RoomID) {
+	if _, busy := b.leaving.LoadOrStore(room, true); busy {
+		return
+	}
+	defer b.leaving.Delete(room)
+	log := zerolog.Ctx(ctx).With().Stringer("room_id", room).Logger()
+	log.Info().Msg("Leaving a room that is not a direct message")
+	if err := b.deliver(ctx, outgoingNotice("notdm:"+room.String(), room, "", textGroupRoom, b.now())); err != nil {
+		log.Err(err).Msg("Failed to explain why guichet leaves")
+	}
+	if _, err := b.client.LeaveRoom(ctx, room); err != nil {
+		log.Err(err).Msg("Failed to leave a room that is not a DM")
 	}
 }
 

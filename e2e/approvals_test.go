@@ -117,6 +117,8 @@ func TestModeratorMistakesGetPreciseAnswers(t *testing.T) {
 // Moderators are read live from the room's power levels.
 func TestPowerLevelChangesApplyAtOnce(t *testing.T) {
 	w := newWorld(t)
+	clock := &offsetClock{}
+	w.opts.Now = clock.Now
 	w.startGuichet()
 	dave := w.person("dave.leroy-dinum.gouv.fr")
 	w.joinSupport(dave)
@@ -132,6 +134,7 @@ func TestPowerLevelChangesApplyAtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.expectPowerLevel(dave, 0)
+	clock.Advance(approvals.RefusalQuiet) // refusals are answered once per RefusalQuiet
 	mustContain(t, command(t, w, dave, "!attente"), "seuls les modérateurs")
 }
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -140,6 +142,20 @@ func (s *Store) AddAudit(ctx context.Context, e approvals.AuditEntry) error {
 		return fmt.Errorf("failed to write audit row: %w", err)
 	}
 	return nil
+}
+
+const lastAuditQuery = `SELECT at FROM audit_log WHERE target=$1 AND actor=$1 AND action=$2 ORDER BY at DESC, id DESC LIMIT 1`
+
+// LastAudit implements approvals.Store.
+func (s *Store) LastAudit(ctx context.Context, user id.UserID, action string) (time.Time, bool, error) {
+	var at int64
+	err := s.db.QueryRow(ctx, lastAuditQuery, user, action).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, false, nil
+	} else if err != nil {
+		return time.Time{}, false, fmt.Errorf("failed to read the last %s of %s: %w", action, user, err)
+	}
+	return fromMS(at), true, nil
 }
 
 // Audit returns the audit rows about target, oldest first.
