@@ -3,11 +3,9 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"math"
 	"sync"
 	"time"
 
-	"golang.org/x/time/rate"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -29,13 +27,17 @@ type GlobalConfig struct {
 	MaxConcurrent int
 	// QueueSize is how many questions may wait for a slot.
 	QueueSize int
-	// RequestsPerMinute and TokensPerMinute keep guichet under the API
-	// key's own limits. Bursts are a tenth of a minute's worth (at least
-	// 1), so no minute sees much more than the limit. Tokens are charged
-	// when a call ends; while more were used than the rate allows, new
-	// calls wait.
+	// RequestsPerMinute keeps guichet under the API key's own limit: at
+	// most that many calls start in any Window (60 s), counted since the
+	// Gate was made. A call is one question; the retries the caller makes
+	// inside it are not counted again.
 	RequestsPerMinute int
-	TokensPerMinute   int
+	// TokensPerMinute: no call starts while the calls that ended in the
+	// last Window used that many tokens or more. A call's tokens are known
+	// only when it ends, so the tokens of a Window can exceed the limit by
+	// what the calls in flight then use; the next calls wait until enough
+	// of them left the Window.
+	TokensPerMinute int
 	// WaitNotice is how long a question waits before Acquire's onWait is
 	// called with its place (default 3 s).
 	WaitNotice time.Duration
@@ -59,9 +61,16 @@ type Gate struct {
 	inFlight int
 	queue    []*waiter
 	agents   map[id.UserID]struct{} // in flight or queued
-	requests *rate.Limiter          // nil: unlimited
-	tokens   *rate.Limiter          // nil: unlimited
+	starts   []time.Time            // calls started in the last Window, oldest first
+	spent    []spending             // tokens of the calls that ended in the last Window
+	spentSum int                    // the sum of spent
 	waking   bool                   // a timer will dispatch again
+}
+
+// spending is the tokens a call used, charged when it ended.
+type spending struct {
+	at     time.Time
+	tokens int
 }
 
 type waiter struct {
@@ -76,14 +85,7 @@ func NewGate(cfg GlobalConfig, now func() time.Time) *Gate {
 	if cfg.WaitNotice <= 0 {
 		cfg.WaitNotice = DefaultWaitNotice
 	}
-	g := &Gate{cfg: cfg, now: now, after: time.After, agents: map[id.UserID]struct{}{}}
-	if cfg.RequestsPerMinute > 0 {
-		g.requests = rate.NewLimiter(rate.Limit(float64(cfg.RequestsPerMinute)/60), max(1, cfg.RequestsPerMinute/10))
-	}
-	if cfg.TokensPerMinute > 0 {
-		g.tokens = rate.NewLimiter(rate.Limit(float64(cfg.TokensPerMinute)/60), max(1, cfg.TokensPerMinute/10))
-	}
-	return g
+	return &Gate{cfg: cfg, now: now, after: time.After, agents: map[id.UserID]struct{}{}}
 }
 
 // Acquire waits for a slot to call Albert for user, in FIFO order. It
@@ -166,15 +168,9 @@ func (g *Gate) release(user id.UserID, tokens int) {
 	defer g.mu.Unlock()
 	g.inFlight--
 	delete(g.agents, user)
-	if g.tokens != nil && tokens > 0 {
-		// ReserveN refuses more than the burst at once: charge in
-		// chunks, each pushing the limiter further into debt.
-		now := g.now()
-		for tokens > 0 {
-			n := min(tokens, g.tokens.Burst())
-			g.tokens.ReserveN(now, n)
-			tokens -= n
-		}
+	if g.cfg.TokensPerMinute > 0 && tokens > 0 {
+		g.spent = append(g.spent, spending{at: g.latestLocked(g.now()), tokens: tokens})
+		g.spentSum += tokens
 	}
 	g.dispatchLocked()
 }
@@ -183,33 +179,61 @@ func (g *Gate) slotFreeLocked() bool {
 	return g.cfg.MaxConcurrent <= 0 || g.inFlight < g.cfg.MaxConcurrent
 }
 
-// rateDelayLocked is how long until the rate limits let one more call start.
+// latestLocked is now, or the latest time already recorded if the clock went
+// back: the windows stay in order, and a call counts no earlier than it did.
+func (g *Gate) latestLocked(now time.Time) time.Time {
+	if n := len(g.starts); n > 0 && g.starts[n-1].After(now) {
+		now = g.starts[n-1]
+	}
+	if n := len(g.spent); n > 0 && g.spent[n-1].at.After(now) {
+		now = g.spent[n-1].at
+	}
+	return now
+}
+
+// rateDelayLocked is how long until the rate limits let one more call start:
+// until enough starts left the Window that fewer than RequestsPerMinute lie
+// in it, and enough spent tokens left it that they sum to less than
+// TokensPerMinute. It first forgets what already left the Window.
 func (g *Gate) rateDelayLocked(now time.Time) time.Duration {
-	var d time.Duration
-	if g.requests != nil {
-		if have := g.requests.TokensAt(now); have < 1-epsilon {
-			d = max(d, durationFor(1-have, g.requests.Limit()))
+	gone := func(at time.Time) bool { return !now.Before(at.Add(Window)) }
+	i := 0
+	for i < len(g.starts) && gone(g.starts[i]) {
+		i++
+	}
+	g.starts = g.starts[i:]
+	i = 0
+	for i < len(g.spent) && gone(g.spent[i].at) {
+		g.spentSum -= g.spent[i].tokens
+		i++
+	}
+	g.spent = g.spent[i:]
+
+	var until time.Time
+	if n, k := g.cfg.RequestsPerMinute, len(g.starts); n > 0 && k >= n {
+		until = g.starts[k-n].Add(Window)
+	}
+	if limit := g.cfg.TokensPerMinute; limit > 0 && g.spentSum >= limit {
+		sum := g.spentSum
+		for _, sp := range g.spent {
+			sum -= sp.tokens
+			if sum < limit {
+				if at := sp.at.Add(Window); at.After(until) {
+					until = at
+				}
+				break
+			}
 		}
 	}
-	if g.tokens != nil {
-		if have := g.tokens.TokensAt(now); have < -epsilon {
-			d = max(d, durationFor(-have, g.tokens.Limit()))
-		}
-	}
-	return d
+	return max(until.Sub(now), 0)
 }
 
-func durationFor(tokens float64, per rate.Limit) time.Duration {
-	return time.Duration(math.Ceil(tokens / float64(per) * float64(time.Second)))
-}
-
-// startLocked takes a slot and a request from the rate limit. The caller
-// checked that the rate allows it; ReserveN rather than AllowN so that a
-// rounding error cannot refuse it.
+// startLocked takes a slot and records the start for the rate limit. The
+// caller checked that the rate allows it.
 func (g *Gate) startLocked(now time.Time) {
 	g.inFlight++
-	if g.requests != nil {
-		g.requests.ReserveN(now, 1)
+	if g.cfg.RequestsPerMinute > 0 {
+		g.starts = append(g.starts, g.latestLocked(now))
 	}
 }
 
@@ -231,9 +255,10 @@ func (g *Gate) dispatchLocked() {
 	}
 }
 
-// wakeLocked dispatches again after d. One timer at a time is enough: the
-// delay only grows while nothing starts (calls ending add token debt), so an
-// armed timer never fires too late.
+// wakeLocked dispatches again after d. One timer at a time is enough: while
+// nothing starts, the moment a call may start only moves later (calls
+// ending add tokens to the Window), so an armed timer never fires too late;
+// firing early, it arms the next one.
 func (g *Gate) wakeLocked(d time.Duration) {
 	if g.waking {
 		return

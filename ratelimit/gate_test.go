@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -217,53 +218,108 @@ func TestGateCancel(t *testing.T) {
 }
 
 func TestGateRequestsPerMinute(t *testing.T) {
-	// 60 a minute: one a second, bursts of 6.
-	g, clock := newTestGate(GlobalConfig{MaxConcurrent: 100, RequestsPerMinute: 60})
-	for i := range 6 {
-		mustAcquire(t, g, agent(i))(0)
-	}
+	// 2 a minute, over any 60 s: the third waits for the first to leave.
+	g, clock := newTestGate(GlobalConfig{MaxConcurrent: 100, RequestsPerMinute: 2})
+	mustAcquire(t, g, agent(0))(0)
+	clock.Advance(10 * time.Second)
+	mustAcquire(t, g, agent(1))(0)
 	out, later := make(chan acquired, 1), make(chan acquired, 1)
-	acquireAsync(g, context.Background(), agent(6), nil, out)
-	waitFor(t, "agent 6 queued", queued(g, 1))
-	acquireAsync(g, context.Background(), agent(7), nil, later)
+	acquireAsync(g, context.Background(), agent(2), nil, out)
+	waitFor(t, "agent 2 queued", queued(g, 1))
+	acquireAsync(g, context.Background(), agent(3), nil, later)
 	waitFor(t, "both queued", queued(g, 2))
 	waitFor(t, "rate timer", func() bool { return clock.Pending() == 1 })
-	clock.Advance(time.Second - time.Millisecond)
+	clock.Advance(50*time.Second - time.Millisecond)
 	if s := g.Stats(); s.Queued != 2 {
-		t.Fatalf("Stats() = %+v, want 2 queued before the second", s)
+		t.Fatalf("Stats() = %+v, want 2 queued until the first call is a minute old", s)
 	}
 	clock.Advance(time.Millisecond)
 	a := receive(t, out)
-	if a.user != agent(6) || a.err != nil {
-		t.Fatalf("got %s, %v; want agent 6", a.user, a.err)
+	if a.user != agent(2) || a.err != nil {
+		t.Fatalf("got %s, %v; want agent 2", a.user, a.err)
 	}
 	waitFor(t, "next rate timer", func() bool { return clock.Pending() == 1 })
 	if s := g.Stats(); s != (GateStats{InFlight: 1, Queued: 1}) {
-		t.Errorf("Stats() = %+v, want agent 7 still waiting for the rate", s)
+		t.Errorf("Stats() = %+v, want agent 3 still waiting for the rate", s)
 	}
-	clock.Advance(time.Second)
+	clock.Advance(10*time.Second - time.Millisecond)
+	if s := g.Stats(); s.Queued != 1 {
+		t.Fatalf("Stats() = %+v, want agent 3 queued until the second call is a minute old", s)
+	}
+	clock.Advance(time.Millisecond)
 	b := receive(t, later)
-	if b.user != agent(7) || b.err != nil {
-		t.Fatalf("got %s, %v; want agent 7", b.user, b.err)
+	if b.user != agent(3) || b.err != nil {
+		t.Fatalf("got %s, %v; want agent 3", b.user, b.err)
 	}
 	a.release(0)
 	b.release(0)
 }
 
+// TestGateRequestsPerMinuteProperty starts calls at random times and checks
+// that no 60-second interval ever holds more than RequestsPerMinute starts.
+func TestGateRequestsPerMinuteProperty(t *testing.T) {
+	const perMinute = 3
+	g, clock := newTestGate(GlobalConfig{MaxConcurrent: 100, RequestsPerMinute: perMinute})
+	rng := rand.New(rand.NewPCG(2026, 9))
+	var starts []time.Time
+	for i := range 200 {
+		clock.Advance(time.Duration(rng.IntN(40_000)) * time.Millisecond)
+		out := make(chan acquired, 1)
+		acquireAsync(g, context.Background(), agent(i), nil, out)
+		var a acquired
+		got := false
+		waitFor(t, "granted or queued for the rate", func() bool {
+			select {
+			case a = <-out:
+				got = true
+				return true
+			default:
+				return g.Stats().Queued == 1 && clock.Pending() == 1
+			}
+		})
+		if !got { // queued: move the clock to when the rate allows it
+			g.mu.Lock()
+			d := g.rateDelayLocked(clock.Now())
+			g.mu.Unlock()
+			if d <= 0 {
+				t.Fatal("queued although the rate allows a call")
+			}
+			clock.Advance(d)
+			a = receive(t, out)
+		}
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		starts = append(starts, clock.Now())
+		a.release(0)
+	}
+	for i, s := range starts {
+		j := i
+		for j < len(starts) && starts[j].Before(s.Add(time.Minute)) {
+			j++
+		}
+		if j-i > perMinute {
+			t.Fatalf("%d calls started in the minute from %s: %v", j-i, s, starts[i:j])
+		}
+	}
+}
+
 func TestGateTokensPerMinute(t *testing.T) {
-	// 600 tokens a minute: 10 a second, bursts of 60.
+	// 600 tokens a minute, counted when calls end.
 	g, clock := newTestGate(GlobalConfig{MaxConcurrent: 100, TokensPerMinute: 600})
-	mustAcquire(t, g, agent(0))(600) // 540 tokens of debt: 54 s
+	mustAcquire(t, g, agent(0))(200)
+	clock.Advance(10 * time.Second)
+	mustAcquire(t, g, agent(1))(500) // 700 in the last minute: wait
 	out := make(chan acquired, 1)
-	acquireAsync(g, context.Background(), agent(1), nil, out)
+	acquireAsync(g, context.Background(), agent(2), nil, out)
 	waitFor(t, "queued", queued(g, 1))
 	waitFor(t, "rate timer", func() bool { return clock.Pending() == 1 })
-	clock.Advance(54*time.Second - time.Millisecond)
+	// Once the 200 leave (60 s after they were charged), 500 < 600.
+	clock.Advance(50*time.Second - time.Millisecond)
 	if s := g.Stats(); s.Queued != 1 {
 		t.Fatalf("Stats() = %+v, want still queued", s)
 	}
 	clock.Advance(time.Millisecond)
 	receive(t, out).release(0)
-	// Paid back: the next goes at once.
-	mustAcquire(t, g, agent(2))(0)
+	mustAcquire(t, g, agent(3))(0)
 }
