@@ -15,6 +15,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/albert"
+	"guichet/ratelimit"
 	"guichet/store"
 )
 
@@ -33,7 +34,7 @@ type answer struct {
 	placeholder id.EventID // the message the final text replaces, if any
 	model       string
 	tokens      int           // prompt and completion tokens used (estimated when Albert did not say)
-	waited      time.Duration // in Albert's calls, retries and their backoff included
+	waited      time.Duration // in Albert's calls and the backoff between them, nothing else
 	ok          bool          // false: the agent got an error sentence instead of an answer
 	notices     []string
 }
@@ -50,7 +51,6 @@ type stream struct {
 	text        string
 	shown       string
 	placeholder id.EventID
-	typing      bool
 	lastSend    time.Time
 	waiting     bool // the display waits for new text: update wakes it
 
@@ -105,12 +105,7 @@ func (s *stream) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-typing.C:
-			s.mu.Lock()
-			s.typing = true
-			s.mu.Unlock()
-			s.b.background(ctx, func(ctx context.Context) {
-				_, _ = s.b.client.UserTyping(ctx, s.room, true, typingTimeout)
-			})
+			s.startTyping(ctx)
 			next = time.After(time.Until(start.Add(placeholderAfter)))
 		case <-s.wake:
 			next = time.After(0)
@@ -123,6 +118,37 @@ func (s *stream) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// startTyping shows guichet typing until the display stops. One goroutine
+// sends the "on" and then, once the display stopped, the "off": sent from
+// two goroutines, as before, the "off" could reach the homeserver first and
+// leave guichet typing for typingTimeout after its answer. Not waited for
+// by the answer: under load a typing request can take longer than the
+// answer it announces.
+func (s *stream) startTyping(ctx context.Context) {
+	ctx = context.WithoutCancel(ctx)
+	s.b.work.Add(1)
+	go func() {
+		defer s.b.work.Done()
+		select {
+		case <-s.stop:
+			return // the answer came first: no need to type
+		default:
+		}
+		onCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.b.client.UserTyping(onCtx, s.room, true, typingTimeout)
+		cancel()
+		if err != nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("Failed to show typing")
+		}
+		<-s.stop
+		offCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := s.b.client.UserTyping(offCtx, s.room, false, 0); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to stop typing")
+		}
+	}()
 }
 
 // show sends the placeholder or an edit with the text so far; it reports
@@ -166,42 +192,66 @@ func (s *stream) show(ctx context.Context) bool {
 	return true
 }
 
-// finish stops the display and returns the placeholder to replace, if any.
-func (s *stream) finish(ctx context.Context) id.EventID {
+// finish stops the display (and typing, see startTyping) and returns the
+// placeholder to replace, if any.
+func (s *stream) finish() id.EventID {
 	close(s.stop)
 	<-s.done
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.typing {
-		// Not waited for: under load a typing request can take longer
-		// than the answer it announces.
-		s.b.background(ctx, func(ctx context.Context) {
-			_, _ = s.b.client.UserTyping(ctx, s.room, false, 0)
-		})
-	}
 	return s.placeholder
 }
 
+// maxRetryWait bounds a retry's wait: when Albert asks for longer
+// (Retry-After, x-ratelimit-reset-*), the agent is told at once instead.
+const maxRetryWait = 15 * time.Second
+
 // ask sends the question with its context to the assistant, retrying what is
-// worth retrying before the first token, and returns what to show.
+// worth retrying before the first token, and returns what to show. Each call
+// holds its own breaker ticket and reports its outcome on it.
 func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, model string) (result answer) {
 	log := zerolog.Ctx(ctx)
 	disp := b.newStream(ctx, evt.RoomID, evt.ID, "reply:"+evt.ID.String())
 	result.model = model
-	began := b.now()
-	defer func() { result.waited = b.now().Sub(began) }()
-	defer func() { result.placeholder = disp.finish(context.WithoutCancel(ctx)) }()
+	// result.waited is summed up call by call: it must not include this
+	// stop of the display, which may wait for an edit to be sent.
+	defer func() { result.placeholder = disp.finish() }()
 
+	var last *albert.Error // the previous attempt's failure
 	for attempt := 0; ; attempt++ {
+		if text, paused := b.pausedText(); paused {
+			result.text = text
+			return result
+		}
+		var ticket ratelimit.Ticket
+		if attempt == 0 {
+			var err error
+			if ticket, err = b.takeTicket(ctx, evt); err != nil {
+				if ctx.Err() == nil {
+					result.text = textAlbertError(albert.ClassBusy)
+				}
+				return result
+			}
+		} else {
+			// An overload that opened the breaker is not fought with retries.
+			var ok bool
+			if ticket, ok, _ = b.breaker.Allow(); !ok {
+				b.alerts.failed(ctx, last)
+				result.text = textAlbertFailure(last.Class)
+				return result
+			}
+		}
 		callCtx, cancel := context.WithTimeout(ctx, b.cfg.AlbertTimeout)
-		start := time.Now()
+		start := b.now()
 		got, err := b.assistant.Stream(callCtx, model, msgs, disp.update)
 		cancel()
+		result.waited += b.now().Sub(start)
 		aerr := albert.Classify(err)
-		b.recordUsage(ctx, evt, model, got, time.Since(start), aerr)
+		b.recordUsage(ctx, evt, model, got, b.now().Sub(start), aerr)
 		result.tokens += got.Usage.PromptTokens + got.Usage.CompletionTokens
 		if aerr == nil {
-			b.breaker.Success()
+			ticket.Success()
+			b.keyWorks(ctx, start)
 			b.alerts.resolved(ctx)
 			text := strings.TrimSpace(got.Text)
 			if text == "" {
@@ -212,18 +262,32 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			return result
 		}
 		if ctx.Err() != nil || aerr.Class == albert.ClassCanceled {
+			ticket.Release()
 			result.text = ""
 			return result
 		}
 		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
-		b.breaker.Failure(isOverload(aerr.Class))
-		if aerr.Class == albert.ClassNotFound && model != b.cfg.Model {
-			// The agent's model disappeared: back to the default one.
+		if pausesKey(aerr.Class) {
+			// Not an overload, and no retry gets past it.
+			ticket.Release()
+			b.alerts.failed(ctx, aerr)
+			result.text = b.pauseKey(ctx, aerr)
+			return result
+		}
+		ticket.Failure(isOverload(aerr.Class))
+		if (aerr.Class == albert.ClassNotFound || aerr.Class == albert.ClassModelClosed) && model != b.cfg.Model {
+			// The agent's model disappeared, or is closed to the key: back
+			// to the default one, and they are told.
 			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
 				log.Err(err).Msg("Failed to reset model choice")
 			}
-			result.notices = append(result.notices, textModelGone(model, b.cfg.Model))
+			notice := textModelGone(model, b.cfg.Model)
+			if aerr.Class == albert.ClassModelClosed {
+				notice = textModelClosed(model, b.cfg.Model)
+			}
+			result.notices = append(result.notices, notice)
 			model, result.model = b.cfg.Model, b.cfg.Model
+			last = aerr
 			continue
 		}
 		if aerr.Partial {
@@ -231,26 +295,29 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			result.text = strings.TrimSpace(got.Text) + "\n\n" + textAnswerCut
 			return result
 		}
-		if aerr.Retryable() && attempt < b.cfg.MaxRetries && !(aerr.Class == albert.ClassTimeout && attempt >= 1) {
-			if err := sleep(ctx, backoff(attempt, aerr.RetryAfter)); err != nil {
+		if aerr.Retryable() && attempt < b.cfg.MaxRetries && !(aerr.Class == albert.ClassTimeout && attempt >= 1) &&
+			aerr.RetryAfter <= maxRetryWait {
+			slept := b.now()
+			err := sleep(ctx, backoff(attempt, aerr.RetryAfter))
+			result.waited += b.now().Sub(slept)
+			if err != nil {
 				return result
 			}
-			// An overload that opened the breaker is not fought with retries.
-			if ok, _ := b.breaker.Allow(); ok {
-				continue
-			}
+			last = aerr
+			continue
 		}
 		b.alerts.failed(ctx, aerr)
-		result.text = textAlbertError(aerr.Class)
+		result.text = textAlbertFailure(aerr.Class)
 		return result
 	}
 }
 
 // backoff waits longer after each failure, with jitter so that agents hit
-// by the same incident do not retry in step; Retry-After wins when given.
+// by the same incident do not retry in step; Retry-After (or
+// x-ratelimit-reset-*) wins when given.
 func backoff(attempt int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
-		return min(retryAfter, 15*time.Second)
+		return min(retryAfter, maxRetryWait)
 	}
 	base := 400 * time.Millisecond << attempt
 	return base/2 + rand.N(base)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
@@ -12,10 +13,15 @@ import (
 	"guichet/ratelimit"
 )
 
-// admit applies the per-agent limits, the breaker and the global gate to a
-// question. It returns the gate's release function, or a reply explaining
-// why the question does not go to Albert now (and nothing is counted then).
+// admit applies the key's pause, the per-agent limits, the breaker and the
+// global gate to a question. It returns the gate's release function, or a
+// reply explaining why the question does not go to Albert now (and nothing
+// is counted then). It takes no breaker ticket: ask takes one for each call.
 func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (release func(tokens int), refusal *reply, err error) {
+	if text, paused := b.pausedText(); paused {
+		zerolog.Ctx(ctx).Info().Msg("Question while the Albert key is paused")
+		return nil, noticeReply(text), nil
+	}
 	over, err := b.approvals.Overloaded(ctx)
 	if err != nil {
 		return nil, nil, err
@@ -49,7 +55,6 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 	switch {
 	case errors.Is(err, ratelimit.ErrQueueFull), errors.Is(err, ratelimit.ErrBusyAgent):
 		refund()
-		b.breaker.Failure(false) // frees a half-open probe slot we may hold
 		return nil, noticeReply(textSaturated), nil
 	case err != nil:
 		refund()
@@ -58,27 +63,114 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 	return release, nil, nil
 }
 
+// errStillOverloaded ends a wait for the breaker that lasted BreakerMaxWait.
+var errStillOverloaded = errors.New("albert still overloaded")
+
 // waitBreaker holds a question while Albert is overloaded, telling the agent
-// once, and gives up after BreakerMaxWait.
+// once, and gives up after BreakerMaxWait. It only looks: the ticket is
+// taken by ask when it calls.
 func (b *Bot) waitBreaker(ctx context.Context, evt *event.Event) error {
+	_, err := b.breakerWait(ctx, evt, false)
+	return err
+}
+
+// takeTicket waits like waitBreaker and takes the ticket of the call.
+func (b *Bot) takeTicket(ctx context.Context, evt *event.Event) (ratelimit.Ticket, error) {
+	return b.breakerWait(ctx, evt, true)
+}
+
+func (b *Bot) breakerWait(ctx context.Context, evt *event.Event, take bool) (ratelimit.Ticket, error) {
 	deadline := b.now().Add(b.cfg.BreakerMaxWait)
 	told := false
 	for {
-		ok, retryIn := b.breaker.Allow()
+		var ticket ratelimit.Ticket
+		var ok bool
+		var retryIn time.Duration
+		if take {
+			ticket, ok, retryIn = b.breaker.Allow()
+		} else {
+			ok, retryIn = b.breaker.Ready()
+		}
 		if ok {
-			return nil
+			return ticket, nil
 		}
 		if !b.now().Add(retryIn).Before(deadline) {
-			return errors.New("albert still overloaded")
+			return ratelimit.Ticket{}, errStillOverloaded
 		}
 		if !told {
+			// One notice per question, whichever of admit and ask waits.
 			b.tellNow(ctx, "breaker:"+evt.ID.String(), evt, textBreakerWait)
 			told = true
 		}
 		if err := sleep(ctx, retryIn); err != nil {
-			return err
+			return ratelimit.Ticket{}, err
 		}
 	}
+}
+
+// pausedText is what to tell an agent while the key is paused.
+func (b *Bot) pausedText() (string, bool) {
+	reason, until, paused := b.pause.Paused()
+	if !paused {
+		return "", false
+	}
+	return textKeyPaused(albert.Class(reason), until, b.now(), b.loc), true
+}
+
+// pausesKey tells the refusals that hold for hours: no call with the key
+// can succeed before its window rolls or its budget is topped up.
+func pausesKey(class albert.Class) bool {
+	return class == albert.ClassDailyLimit || class == albert.ClassBudget
+}
+
+// pauseKey stops calls with the key after a daily-limit or budget refusal:
+// until the server's Retry-After or x-ratelimit-reset-* when it gave one,
+// else until the next midnight (daily limit) or for the pause's Recheck
+// (budget). The support room is told when a pause starts, not when it is
+// extended. It returns the agent's sentence.
+func (b *Bot) pauseKey(ctx context.Context, aerr *albert.Error) string {
+	now := b.now()
+	until, known := now.Add(aerr.RetryAfter), aerr.RetryAfter > 0
+	switch {
+	case known:
+	case aerr.Class == albert.ClassDailyLimit:
+		// Albert does not say in which time zone its days end; guichet's
+		// own midnight is the guess, and a refusal after it makes the
+		// pause recheck sooner (KeyPause.Stop).
+		y, m, d := now.In(b.loc).Date()
+		until = time.Date(y, m, d+1, 0, 0, 0, 0, b.loc)
+	default:
+		until = now.Add(b.pause.Recheck())
+	}
+	started, end := b.pause.Stop(string(aerr.Class), until, known)
+	zerolog.Ctx(ctx).Warn().Str("reason", string(aerr.Class)).Time("until", end).Bool("started", started).Msg("Albert key paused")
+	if started {
+		b.tellSupport(ctx, fmt.Sprintf("pause:%s:%d", aerr.Class, now.UnixMilli()), textModsKeyPaused(aerr.Class, end, now, b.loc))
+	}
+	return textKeyPaused(aerr.Class, end, now, b.loc)
+}
+
+// keyWorks ends the key's pause, if any, after a call that started at
+// callStart succeeded, and tells the support room once.
+func (b *Bot) keyWorks(ctx context.Context, callStart time.Time) {
+	ended, reason := b.pause.Resume(callStart)
+	if !ended {
+		return
+	}
+	zerolog.Ctx(ctx).Info().Str("reason", reason).Msg("Albert key resumed")
+	b.tellSupport(ctx, fmt.Sprintf("resume:%s:%d", reason, b.now().UnixMilli()), textModsKeyResumed(albert.Class(reason)))
+}
+
+// tellSupport queues a notice for the moderators in the support room.
+func (b *Bot) tellSupport(ctx context.Context, key, text string) {
+	if b.supportRoom == "" {
+		return
+	}
+	if err := b.store.Enqueue(context.WithoutCancel(ctx), outgoingNotice(key, b.supportRoom, "", text, b.now())); err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to queue a support room notice")
+		return
+	}
+	b.nudge()
 }
 
 // tellNow queues a notice for the agent while their question waits.
@@ -135,7 +227,8 @@ func (b *Bot) onBreaker(open bool) {
 	b.nudge()
 }
 
-// isOverload tells the failures that mean Albert is overloaded.
+// isOverload tells the failures that mean Albert is overloaded: per-minute
+// 429s (a daily one is ClassDailyLimit), 503 and 504.
 func isOverload(class albert.Class) bool {
 	return class == albert.ClassRateLimited || class == albert.ClassBusy || class == albert.ClassTimeout
 }
