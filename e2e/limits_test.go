@@ -23,24 +23,27 @@ func agent(t *testing.T, w *world, localpart string) (*mxclient.Person, id.RoomI
 }
 
 // Over the per-minute limit the agent is told exactly when to ask again,
-// nothing reaches Albert, and the next allowed question is answered.
+// nothing reaches Albert, and the next allowed question is answered. With
+// messages_per_minute: 2 (and the default burst), the third question within
+// a minute is refused: the limit holds over any 60 seconds.
 func TestPerMinuteLimit(t *testing.T) {
 	w := newWorld(t)
 	clock := &offsetClock{}
 	w.opts.Now = clock.Now
-	w.cfg.Limits.PerUser.MessagesPerMinute, w.cfg.Limits.PerUser.Burst = 1, 1
+	w.cfg.Limits.PerUser.MessagesPerMinute, w.cfg.Limits.PerUser.Burst = 2, 0
 	w.startGuichet()
 	alice, dm := agent(t, w, "alice.martin-interieur.gouv.fr")
 
 	mustContain(t, ask(t, w, alice, dm, "Première question"), "Voici ma réponse")
-	refused := ask(t, w, alice, dm, "Deuxième, tout de suite")
+	mustContain(t, ask(t, w, alice, dm, "Deuxième question"), "Voici ma réponse")
+	refused := ask(t, w, alice, dm, "Troisième, dans la même minute")
 	mustContain(t, refused, "patienter", "Vous pourrez reposer votre question à ", "(dans ")
-	if w.tb.Albert.Calls() != 1 {
+	if w.tb.Albert.Calls() != 2 {
 		t.Errorf("a refused question reached Albert (%d calls)", w.tb.Albert.Calls())
 	}
 	clock.Advance(61 * time.Second)
-	mustContain(t, ask(t, w, alice, dm, "Deuxième, une minute après"), "Voici ma réponse")
-	mustContain(t, ask(t, w, alice, dm, "!quota"), "questions : 2 sur", "1 questions par minute")
+	mustContain(t, ask(t, w, alice, dm, "Troisième, une minute après"), "Voici ma réponse")
+	mustContain(t, ask(t, w, alice, dm, "!quota"), "questions : 3 sur", "2 questions par minute")
 }
 
 // Daily counters survive a restart; a moderator's !quota override applies
