@@ -3,9 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/ratelimit"
@@ -14,21 +15,18 @@ import (
 var _ ratelimit.Store = (*Store)(nil)
 
 const (
-	limitStateQuery = `SELECT bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens
+	limitStateQuery = `SELECT admitted, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens
 		FROM limit_state WHERE user_id=$1`
 	// The read-modify-write runs in the limiter's transaction, which SQLite
 	// takes as immediate: no other writer can come between.
 	saveLimitStateQuery = `
-		INSERT INTO limit_state (user_id, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-		ON CONFLICT (user_id) DO UPDATE SET bucket=excluded.bucket, refilled_at=excluded.refilled_at, day=excluded.day,
-			messages=excluded.messages, tokens=excluded.tokens,
+		INSERT INTO limit_state (user_id, admitted, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (user_id) DO UPDATE SET admitted=excluded.admitted, bucket=excluded.bucket,
+			refilled_at=excluded.refilled_at, day=excluded.day, messages=excluded.messages, tokens=excluded.tokens,
 			warned_messages=excluded.warned_messages, warned_tokens=excluded.warned_tokens`
-	limitAdmissionsQuery       = `SELECT at FROM limit_admission WHERE user_id=$1 ORDER BY at, rowid`
-	deleteLimitAdmissionsQuery = `DELETE FROM limit_admission WHERE user_id=$1`
-	addLimitAdmissionQuery     = `INSERT INTO limit_admission (user_id, at) VALUES ($1, $2)`
-	limitOverrideQuery         = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
-	setLimitOverrideQuery      = `
+	limitOverrideQuery    = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
+	setLimitOverrideQuery = `
 		INSERT INTO limit_override (user_id, messages_per_minute, messages_per_day, tokens_per_day, set_at)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (user_id) DO UPDATE SET messages_per_minute=excluded.messages_per_minute,
@@ -36,55 +34,64 @@ const (
 	deleteLimitOverrideQuery = `DELETE FROM limit_override WHERE user_id=$1`
 )
 
-var scanMS = dbutil.ConvertRowFn[int64](dbutil.ScanSingleColumn[int64])
-
 // LimitState returns user's rate-limit counters, or the zero State for an
 // agent never seen.
 func (s *Store) LimitState(ctx context.Context, user id.UserID) (ratelimit.State, error) {
 	var st ratelimit.State
+	var admitted string
 	var refilled int64
 	err := s.db.QueryRow(ctx, limitStateQuery, user).
-		Scan(&st.Bucket, &refilled, &st.Day, &st.Messages, &st.Tokens, &st.WarnedMessages, &st.WarnedTokens)
+		Scan(&admitted, &st.Bucket, &refilled, &st.Day, &st.Messages, &st.Tokens, &st.WarnedMessages, &st.WarnedTokens)
 	if isNoRows(err) {
 		return ratelimit.State{}, nil
 	} else if err != nil {
 		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
 	}
+	if st.Admitted, err = parseAdmitted(admitted); err != nil {
+		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
+	}
 	st.RefilledAt = fromMS(refilled)
-	admitted, err := scanMS.NewRowIter(s.db.Query(ctx, limitAdmissionsQuery, user)).AsList()
-	if err != nil {
-		return ratelimit.State{}, fmt.Errorf("failed to read admissions of %s: %w", user, err)
-	}
-	for _, at := range admitted {
-		st.Admitted = append(st.Admitted, time.UnixMilli(at))
-	}
 	return st, nil
 }
 
-// SaveLimitState records user's rate-limit counters. The admissions replace
-// the saved ones as a whole: the limiter keeps a few (at most about the
-// per-minute limit), so rewriting them costs less than working out a diff.
+// SaveLimitState records user's rate-limit counters.
 func (s *Store) SaveLimitState(ctx context.Context, user id.UserID, st ratelimit.State) error {
-	err := s.db.DoTxn(ctx, nil, func(ctx context.Context) error {
-		_, err := s.db.Exec(ctx, saveLimitStateQuery, user, st.Bucket, ms(st.RefilledAt), st.Day,
-			st.Messages, st.Tokens, st.WarnedMessages, st.WarnedTokens)
-		if err != nil {
-			return err
-		}
-		if _, err := s.db.Exec(ctx, deleteLimitAdmissionsQuery, user); err != nil {
-			return err
-		}
-		for _, at := range st.Admitted {
-			if _, err := s.db.Exec(ctx, addLimitAdmissionQuery, user, at.UnixMilli()); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	_, err := s.db.Exec(ctx, saveLimitStateQuery, user, formatAdmitted(st.Admitted), st.Bucket, ms(st.RefilledAt), st.Day,
+		st.Messages, st.Tokens, st.WarnedMessages, st.WarnedTokens)
 	if err != nil {
 		return fmt.Errorf("failed to save counters of %s: %w", user, err)
 	}
 	return nil
+}
+
+// formatAdmitted writes admission times as limit_state.admitted holds them:
+// unix milliseconds separated by commas. The limiter records them rounded up
+// to the millisecond already, so nothing is lost.
+func formatAdmitted(times []time.Time) string {
+	var b strings.Builder
+	for i, t := range times {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatInt(t.UnixMilli(), 10))
+	}
+	return b.String()
+}
+
+func parseAdmitted(s string) ([]time.Time, error) {
+	if s == "" {
+		return nil, nil
+	}
+	fields := strings.Split(s, ",")
+	times := make([]time.Time, len(fields))
+	for i, f := range fields {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("failed to parse admission time %q: %w", f, err)
+		}
+		times[i] = time.UnixMilli(v)
+	}
+	return times, nil
 }
 
 // LimitOverride returns the limits a moderator set for user; ok is false
