@@ -23,7 +23,8 @@ const maxOverride = 1_000_000_000_000
 //	10/min, 10/minute, 10 par minute, 10 messages/min              -> MessagesPerMinute
 //	50000, 50000 tokens, 50 000 jetons, 50k tokens, 50000 tokens/j  -> TokensPerDay
 //
-// A bare number is a token figure. Thousands may be grouped with spaces
+// A per-minute figure holds over any 60 seconds, like the configured one
+// (see Limits). A bare number is a token figure. Thousands may be grouped with spaces
 // ("50 000") and "k" multiplies by 1,000. "défaut" (or "defaut", "default",
 // "aucun", "reset") gives the zero Limits, which removes the override.
 //
