@@ -173,3 +173,39 @@ func TestUpgradeFromV1(t *testing.T) {
 		t.Errorf("the v1 data is gone: %v", err)
 	}
 }
+
+// TestUpgradeToLimitWindow upgrades a v3 database holding an agent's
+// counters: they are kept, with no admissions recorded yet.
+func TestUpgradeToLimitWindow(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "guichet.db")
+	v3 := fstest.MapFS{}
+	for _, name := range []string{"00-latest.sql", "02-limits.sql", "03-outbox-index.sql"} {
+		data, err := os.ReadFile("upgrades/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v3["upgrades/"+name] = &fstest.MapFile{Data: data}
+	}
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Child(store.VersionTable, dbutil.BuildUpgradeTable().WithFSPath(v3, "upgrades").Finish(), dbutil.NoopLogger).Upgrade(ctx); err != nil {
+		t.Fatalf("creating a v3 database: %v", err)
+	}
+	_, err = db.Exec(ctx, `INSERT INTO limit_state (user_id, bucket, refilled_at, day, messages, tokens)
+		VALUES ($1, 1.5, $2, '2026-11-02', 7, 900)`, alice, t0.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	st, _ := openPath(t, path)
+	want := ratelimit.State{Bucket: 1.5, RefilledAt: t0, Day: "2026-11-02", Messages: 7, Tokens: 900}
+	if got, err := st.LimitState(ctx, alice); err != nil || !equalState(got, want) {
+		t.Errorf("LimitState after the upgrade = %+v, %v; want %+v", got, err, want)
+	}
+}
