@@ -364,7 +364,10 @@ var actionLabels = map[string]string{
 	approvals.ActionPreApprove: "pré-validation", approvals.ActionReject: "refus",
 	approvals.ActionConsent: "acceptation des conditions", approvals.ActionRefused: "commande refusée",
 	approvals.ActionWaitlist: "liste d'attente", approvals.ActionPromote: "sortie de liste d'attente",
-	approvals.ActionRevoke: "révocation",
+	approvals.ActionRevoke: "révocation", approvals.ActionReverse: "annulation d'une décision",
+	approvals.ActionQuota: "limites modifiées", approvals.ActionRefusedQuiet: "commande refusée (sans réponse)",
+	approvals.ActionUndecryptable: "message indéchiffrable", approvals.ActionUndecryptableQuiet: "message indéchiffrable (sans réponse)",
+	approvals.ActionCapacity: "capacité", approvals.ActionOverload: "mode surcharge",
 }
 
 func textInfo(user id.UserID, st approvals.Standing, audit []approvals.AuditEntry, usage store.UsageTotals, loc *time.Location) string {
