@@ -24,7 +24,7 @@ import (
 // push rules when m.mentions is present.
 
 // maxEchoed bounds what guichet repeats of something someone typed (a
-// command name, an unrecognised target, a model name): enough to recognise
+// command name, an unrecognised target, a model asked for): enough to recognise
 // it, not enough to turn a reply into a copy of a 60 KB message.
 const maxEchoed = 80
 
