@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/id"
@@ -28,11 +29,10 @@ const maxCommandLen = 4000
 // Unicode space (NBSP included), and words made only of invisible
 // characters (a lone U+200B) are not arguments.
 func parseCommand(text string) (command, bool) {
-	text = strings.TrimFunc(text, invisible)
-	if len(text) > maxCommandLen {
+	if len(strings.TrimFunc(text, invisible)) > maxCommandLen {
 		return command{}, false
 	}
-	text = norm.NFC.String(text)
+	text = trimInvisible(norm.NFC.String(text))
 	rest, ok := strings.CutPrefix(text, "!")
 	if !ok {
 		if rest, ok = strings.CutPrefix(text, "！"); !ok {
@@ -50,7 +50,7 @@ func parseCommand(text string) (command, bool) {
 	}
 	name := dropIgnorable(rest[:end])
 	rest = rest[end:]
-	raw := strings.TrimFunc(rest, invisible)
+	raw := trimInvisible(rest)
 	return command{Name: norm.NFC.String(strings.ToLower(name)), Args: words(raw), Raw: raw}, true
 }
 
@@ -83,34 +83,53 @@ var (
 // a room is not a target.
 func parseTarget(arg string) (target, error) {
 	arg = cleanTarget(arg)
-	if n, ok := strings.CutPrefix(arg, "#"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
-		number, err := strconv.ParseInt(n, 10, 64)
-		if err != nil || number <= 0 {
-			return target{}, errBadTarget
+	for _, a := range []string{arg, unwrap(arg)} {
+		if n, ok := strings.CutPrefix(a, "#"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+			number, err := strconv.ParseInt(n, 10, 64)
+			if err != nil || number <= 0 {
+				return target{}, errBadTarget
+			}
+			return target{RequestID: number}, nil
 		}
-		return target{RequestID: number}, nil
-	}
-	if p, ok := parsePermalink(arg); ok && p.User != "" {
-		return target{User: p.User}, nil
+		if p, ok := parsePermalink(a); ok && p.User != "" {
+			return target{User: p.User}, nil
+		}
 	}
 	return target{}, errBadTarget
 }
 
-// cleanTarget removes from a word what may surround an id without being
-// part of it.
+// cleanTarget removes the invisible characters of a word and folds its
+// full-width forms (NFKC): neither can be part of an id.
 func cleanTarget(arg string) string {
-	arg = norm.NFKC.String(dropIgnorable(arg))
-	arg = strings.TrimFunc(arg, unicode.IsSpace)
+	return strings.TrimFunc(norm.NFKC.String(dropIgnorable(arg)), unicode.IsSpace)
+}
+
+// unwrap removes what may surround an id in a sentence without being part
+// of it; it is tried after the word as it is, since an IPv6 server name
+// ends with "]".
+func unwrap(arg string) string {
 	arg = strings.TrimLeft(arg, "<([{\"'`«“‘")
-	arg = strings.TrimRight(arg, ">)]}\"'`»”’,;.!?")
+	for arg != "" {
+		r, size := utf8.DecodeLastRuneInString(arg)
+		if !strings.ContainsRune(">)]}\"'`»”’,;.!?", r) {
+			break
+		}
+		// Keep a bracket that closes one inside the id.
+		if open, ok := openers[r]; ok && strings.Count(arg, open) >= strings.Count(arg, string(r)) {
+			break
+		}
+		arg = arg[:len(arg)-size]
+	}
 	return arg
 }
+
+var openers = map[rune]string{')': "(", ']': "[", '}': "{"}
 
 // looksLikeTarget reports whether a word is meant as a target (and is
 // reported as a bad one if it does not parse), rather than the start of the
 // note or reason.
 func looksLikeTarget(arg string) bool {
-	arg = cleanTarget(arg)
+	arg = unwrap(cleanTarget(arg))
 	if strings.HasPrefix(arg, "@") || strings.HasPrefix(arg, "#") || hasPrefixFold(arg, "matrix:") {
 		return true
 	}

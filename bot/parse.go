@@ -57,9 +57,7 @@ func parsePermalink(s string) (permalink, bool) {
 		if err != nil {
 			return permalink{}, false
 		}
-		// Tolerate the sigil written twice (matrix:u/@user:server).
-		primary := string(uri.Sigil1) + strings.TrimPrefix(uri.MXID1, string(uri.Sigil1))
-		return identifiers(primary, uri.SecondaryIdentifier())
+		return identifiers(uri.PrimaryIdentifier(), uri.SecondaryIdentifier())
 	case "https", "http":
 		return webPermalink(u)
 	}
@@ -378,6 +376,13 @@ func invisible(r rune) bool {
 func ignorable(r rune) bool {
 	return unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) &&
 		!unicode.IsSpace(r) && !unicode.Is(unicode.Prepended_Concatenation_Mark, r)
+}
+
+// trimInvisible removes what shows nothing around s; a combining mark at
+// the end stays with the character it marks.
+func trimInvisible(s string) string {
+	s = strings.TrimLeftFunc(s, invisible)
+	return strings.TrimRightFunc(s, func(r rune) bool { return invisible(r) && !unicode.In(r, unicode.Mn, unicode.Me) })
 }
 
 // visible reports whether s has at least one character that shows.
