@@ -144,19 +144,21 @@ func TestStrangersAndSpoofedModerators(t *testing.T) {
 		t.Errorf("welcome sent in %s, not in carol's DM %s", welcome.RoomID, dm)
 	}
 
-	// The same for someone whose client opened the DM without is_direct.
+	// A room opened without is_direct is not a direct message: guichet
+	// says so and leaves at once, and the welcome later opens a real DM.
 	dave := w.person("dave.leroy-culture.gouv.fr")
 	resp, err := dave.Client.CreateRoom(w.ctx(), &mautrix.ReqCreateRoom{Preset: "private_chat", Invite: []id.UserID{bot},
 		InitialState: []*event.Event{{Type: event.StateEncryption, Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dave.WaitMember(w.ctx(), resp.RoomID, bot); err != nil {
+	w.expect(dave, "why guichet leaves", from(bot), in(resp.RoomID), contains("qu'en message privé"))
+	if err := dave.WaitLeft(w.ctx(), resp.RoomID, bot); err != nil {
 		t.Fatal(err)
 	}
 	w.send(w.tb.Moderator, room, "!approve "+dave.UserID().String())
-	if m := w.expect(dave, "the welcome", from(bot), contains("!accepter")); m.RoomID != resp.RoomID {
-		t.Errorf("welcome sent in %s, not in the room dave opened %s", m.RoomID, resp.RoomID)
+	if m := w.expect(dave, "the welcome", from(bot), contains("!accepter")); m.RoomID == resp.RoomID {
+		t.Errorf("welcome sent in the room guichet left (%s)", m.RoomID)
 	}
 }
 
