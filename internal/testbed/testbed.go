@@ -180,7 +180,7 @@ func (tb *Testbed) Config(dbPath string) *config.Config {
 			PerUser:        config.PerUserLimits{MessagesPerMinute: 60, Burst: 20, MessagesPerDay: 1000, TokensPerDay: 1000000},
 			OverloadFactor: 0.5,
 			Global:         config.GlobalLimits{MaxConcurrent: 8, QueueSize: 2000, WaitNotice: 3 * time.Second},
-			Breaker:        config.Breaker{Failures: 5, OpenFor: 30 * time.Second},
+			Breaker:        config.Breaker{Failures: 5, OpenFor: 30 * time.Second, MaxWait: 2 * time.Minute},
 		},
 		Database: config.Database{URI: dbPath},
 		Policy:   config.Policy{URL: "https://albert.example.gouv.fr/politique-donnees", Version: "2026-11"},
