@@ -212,33 +212,6 @@ func textUnknownCommand(name string) string {
 	return fmt.Sprintf("Je ne connais pas la commande %s. Tapez `!aide` pour la liste.", echoed("!"+name))
 }
 
-const textModeratorHelp = "**Commandes des modérateurs** (dans ce salon) :\n\n" +
-	"| commande | alias | effet |\n| --- | --- | --- |\n" +
-	"| `!approve @agent [@autre …] [note]` | `!valider` | valide une ou plusieurs demandes (pré-valide quelqu'un qui n'a rien demandé) |\n" +
-	"| `!reject @agent [motif]` | `!refuser` | refuse la demande ; le motif est transmis à l'agent |\n" +
-	"| `!revoke @agent [motif]` | `!revoquer` | retire l'accès ; le motif est transmis à l'agent |\n" +
-	"| `!pending` | `!attente` | demandes en attente, de la plus ancienne à la plus récente |\n" +
-	"| `!info @agent` | | statut, historique et usage d'un agent |\n" +
-	"| `!capacity [N]` | `!capacite` | affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite) |\n" +
-	"| `!surcharge on\\|off` | `!overload` | mode surcharge : limites réduites, nouvelles validations en liste d'attente |\n" +
-	"| `!quota @agent [limites]` | | limites et usage d'un agent ; `500/jour`, `200000 tokens`, `10/min` ou `défaut` pour les changer |\n" +
-	"| `!stats` | | chiffres du jour : agents, questions, tokens, erreurs, file, temps de réponse |\n" +
-	"| `!help` | `!aide` | cette aide |\n\n" +
-	"Une cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), une mention ou un numéro de demande (`#42`). " +
-	"Exemples : `!approve #42`, `!reject @jean.dupont-exemple.fr:agent.externe.tchap.gouv.fr compte personnel`, `!capacity 500`.\n\n" +
-	"Vous pouvez aussi réagir ✅ ou ❌ à mon accusé de réception d'une demande pour la valider ou la refuser."
-
-const textAgentHelp = "Je suis l'**Assistant IA** des agents publics : posez votre question ici, je réponds avec Albert, " +
-	"l'IA de l'État, en tenant compte de notre conversation.\n\n**Commandes** :\n\n" +
-	"- `!accepter` : accepter les conditions d'utilisation\n" +
-	"- `!conditions` : la politique de traitement des données et quand vous l'avez acceptée\n" +
-	"- `!reset` (ou `!nouveau`) : commencer une nouvelle conversation\n" +
-	"- `!modele` : voir les modèles disponibles ; `!modele <id>` pour en choisir un\n" +
-	"- `!quota` : votre usage aujourd'hui\n" +
-	"- `!oublier` : effacer vos conversations enregistrées\n" +
-	"- `!aide` : cette aide\n\n" +
-	"Pour le reste, écrivez simplement votre question (texte uniquement)."
-
 func since(t, now time.Time) string { return duration(now.Sub(t)) }
 
 // duration says how long, in French, rounded for people.
@@ -651,4 +624,40 @@ func textStats(st store.Stats, gate ratelimit.GateStats, breaker string, over bo
 	}
 	fmt.Fprintf(&b, "- agents avec accès : %d (maximum : %s)", used, max)
 	return b.String()
+}
+
+// Command tables (bot/commands.go) and decisions on one request.
+
+const textModeratorHelpFooter = "\nUne cible peut être un identifiant (`@prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr`), " +
+	"une mention ou un numéro de demande (`#42`). Un numéro désigne cette demande-là : si elle n'est plus en attente, " +
+	"je le dis et ne change rien. Exemples : `!approve #42`, `!reject @jean.dupont-exemple.fr:agent.externe.tchap.gouv.fr compte personnel`, " +
+	"`!capacity 500`.\n\n" +
+	"Vous pouvez aussi réagir ✅ ou ❌ à mon accusé de réception d'une demande pour la valider ou la refuser."
+
+const textAgentHelpHeader = "Je suis l'**Assistant IA** des agents publics : posez votre question ici, je réponds avec Albert, " +
+	"l'IA de l'État, en tenant compte de notre conversation.\n\n**Commandes** :\n\n"
+
+const textAgentHelpFooter = "\nPour le reste, écrivez simplement votre question (texte uniquement)."
+
+// textReverseHint follows the state of a rejected or revoked request: the
+// way back is explicit.
+func textReverseHint(req *approvals.Request) string {
+	if req.Status != approvals.StatusRejected && req.Status != approvals.StatusRevoked {
+		return ""
+	}
+	return fmt.Sprintf(" Pour revenir sur cette décision : `!reverse #%d`.", req.ID)
+}
+
+func textNothingToReverse(req *approvals.Request) string {
+	return fmt.Sprintf("La demande n° %d de %s n'est ni refusée ni révoquée (%s) : rien à annuler.",
+		req.ID, userText(req.UserID), statusLabel(req.Status))
+}
+
+func textNotLatest(n int64, user id.UserID) string {
+	return fmt.Sprintf("La demande n° %d n'est plus la dernière de %s : tapez `!info %s` pour voir où en est sa demande actuelle.",
+		n, userText(user), fmt.Sprintf("#%d", n))
+}
+
+func textReversed(req *approvals.Request) string {
+	return fmt.Sprintf("↩️ Décision annulée : accès de %s validé (demande n° %d). Je lui écris en message privé.", userText(req.UserID), req.ID)
 }
