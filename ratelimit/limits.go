@@ -314,7 +314,11 @@ func (c *Config) take(st State, lim Limits, now time.Time) (State, Decision) {
 // anything changed. The question given back is the agent's latest
 // admission: an agent's questions are handled one at a time (one worker
 // per DM, one question per agent in the Gate), so the refund of a question
-// comes before the next one is checked. Its admission leaves the window
+// comes before the next one is checked. (A question admitted without a
+// per-minute limit records no admission, so its refund takes off an
+// earlier one, if any is less than a minute old: that can only matter if a
+// moderator removes a per-minute override and sets one again within that
+// minute.) Its admission leaves the window
 // (unless it already did), its place in the bucket comes back (adding it to
 // the bucket as it was at RefilledAt, capped, is the same as adding it now:
 // the level is min(capacity, Bucket + elapsed*rate) either way), and it no
