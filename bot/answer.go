@@ -236,8 +236,10 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			// An overload that opened the breaker is not fought with retries.
 			var ok bool
 			if ticket, ok, _ = b.breaker.Allow(); !ok {
-				b.alerts.failed(ctx, last)
-				result.text = textAlbertFailure(last.Class)
+				if isOverload(last.Class) {
+					b.alerts.failed(ctx, last)
+				}
+				result.text = textAlbertError(albert.ClassBusy)
 				return result
 			}
 		}
