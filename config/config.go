@@ -111,7 +111,7 @@ type Breaker struct {
 	Failures int           `mapstructure:"failures"`
 	OpenFor  time.Duration `mapstructure:"open_for"`
 	// MaxWait is how long a question waits for an open breaker before the
-	// agent is told to ask again later; 0 means the default, 2m.
+	// agent is told to ask again later.
 	MaxWait time.Duration `mapstructure:"max_wait"`
 }
 
@@ -381,10 +381,8 @@ func (c *Config) Validate() error {
 	if c.Limits.Breaker.OpenFor < time.Second {
 		bad("limits.breaker.open_for", "a duration of at least 1s, e.g. 30s")
 	}
-	// 0 is what a Config built in code without the key holds (the demo
-	// writes such a Config out): the bot reads it as its default, 2m.
-	if w := c.Limits.Breaker.MaxWait; w < 0 || w > 0 && w < time.Second {
-		bad("limits.breaker.max_wait", "a duration of at least 1s, e.g. 2m: how long a question waits for Albert to recover (0: 2m)")
+	if c.Limits.Breaker.MaxWait < time.Second {
+		bad("limits.breaker.max_wait", "a duration of at least 1s, e.g. 2m: how long a question waits for Albert to recover")
 	}
 	for _, g := range c.Limits.Exempt {
 		if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") {

@@ -542,7 +542,7 @@ func TestValidationProblems(t *testing.T) {
 		{name: "no per-minute limit", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "0"}, want: nil},
 		{name: "per-minute limit negative", env: map[string]string{"GUICHET_LIMITS_PER_USER_MESSAGES_PER_MINUTE": "-1"}, want: []string{"limits.per_user.messages_per_minute"}},
 		{name: "breaker max wait negative", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "-1s"}, want: []string{"limits.breaker.max_wait"}},
-		{name: "breaker max wait zero is the default", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "0s"}, want: nil},
+		{name: "breaker max wait zero", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "0s"}, want: []string{"limits.breaker.max_wait"}},
 		{name: "breaker max wait under a second", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "999ms"}, want: []string{"limits.breaker.max_wait"}},
 		{name: "breaker max wait 1s", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "1s"}, want: nil},
 
