@@ -28,8 +28,9 @@ const probeRetry = time.Second
 // BreakerConfig says when Albert counts as overloaded. Zero fields get the
 // defaults above.
 type BreakerConfig struct {
-	// Failures is how many overload failures (429, 503, 504), with no
-	// success between them and all within Window, open the breaker.
+	// Failures is how many overload failures (per-minute 429, 503, 504),
+	// with no success between them and all within Window, open the
+	// breaker. A per-day 429 or a spent budget is no overload: see KeyPause.
 	Failures int
 	Window   time.Duration
 	// OpenFor is how long the breaker stays open before it lets one probe
