@@ -92,6 +92,7 @@ type Store interface {
 	ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error)
 	StartConversation(ctx context.Context, room id.RoomID, at time.Time) error
 	Forget(ctx context.Context, user id.UserID) error
+	ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID) error
 	ModelPref(ctx context.Context, user id.UserID) (string, error)
 	SetModelPref(ctx context.Context, user id.UserID, model string) error
 	AddUsage(ctx context.Context, u store.Usage) error

@@ -94,6 +94,7 @@ func (s *syncer) register() {
 	s.OnEventType(event.StateMember, s.bot.onMember)
 	s.OnEventType(event.EventMessage, s.bot.onMessage)
 	s.OnEventType(event.EventReaction, s.bot.onMessage)
+	s.OnEventType(event.EventRedaction, s.bot.onRedaction)
 }
 
 // dropOldMessages removes timeline messages guichet must not act on: all of
@@ -263,6 +264,29 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if fresh {
 		b.converse(ctx, item)
 	}
+}
+
+// onRedaction forgets at once what guichet stored of a DM message its sender
+// deleted: the question, the answer recorded with it (which may quote it)
+// and the decrypted event, so that none of it goes back to Albert as context
+// or stays in the database files.
+func (b *Bot) onRedaction(ctx context.Context, evt *event.Event) {
+	if evt.RoomID == b.supportRoom || evt.Sender == b.client.UserID || evt.Mautrix.EventSource&event.SourceTimeline == 0 {
+		return
+	}
+	redacts := evt.Redacts
+	if content, ok := evt.Content.Parsed.(*event.RedactionEventContent); ok && content.Redacts != "" {
+		redacts = content.Redacts
+	}
+	if redacts == "" {
+		return
+	}
+	log := zerolog.Ctx(ctx).With().Stringer("room_id", evt.RoomID).Stringer("redacts", redacts).Logger()
+	if err := b.store.ForgetEvent(ctx, evt.RoomID, redacts); err != nil {
+		log.Err(err).Msg("Failed to forget a redacted message")
+		return
+	}
+	log.Info().Msg("Forgot a redacted message")
 }
 
 // resumeInbox restarts the work a stop interrupted.

@@ -290,9 +290,17 @@ func (s *Store) StartConversation(ctx context.Context, room id.RoomID, at time.T
 	return err
 }
 
-// Forget deletes user's stored conversations and usage detail.
+// Forget deletes user's stored conversations and usage detail, then
+// scrubs the write-ahead log so that the bytes are gone from the files too.
 func (s *Store) Forget(ctx context.Context, user id.UserID) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		// What guichet sent in the person's DMs (answers quote questions):
+		// the one on record, and any room where they asked questions.
+		if _, err := s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE sent_at IS NOT NULL AND (dm_user=$1
+			OR room_id IN (SELECT room_id FROM dm_room WHERE user_id=$1)
+			OR room_id IN (SELECT room_id FROM conversation_turn WHERE user_id=$1))`, user); err != nil {
+			return err
+		}
 		if _, err := s.db.Exec(ctx, `DELETE FROM conversation_turn WHERE user_id=$1`, user); err != nil {
 			return err
 		}
@@ -300,13 +308,42 @@ func (s *Store) Forget(ctx context.Context, user id.UserID) error {
 		if _, err := s.db.Exec(ctx, `UPDATE usage_ledger SET room_id='' WHERE user_id=$1`, user); err != nil {
 			return err
 		}
-		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE sender=$1 AND done_at IS NOT NULL`, user); err != nil {
-			return err
-		}
-		_, err := s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE sent_at IS NOT NULL
-			AND (dm_user=$1 OR room_id IN (SELECT room_id FROM dm_room WHERE user_id=$1))`, user)
+		_, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE sender=$1 AND done_at IS NOT NULL`, user)
 		return err
 	})
+	if err != nil {
+		return fmt.Errorf("failed to forget %s: %w", user, err)
+	}
+	return s.Scrub(ctx)
+}
+
+// ForgetEvent deletes what guichet stored of a message its sender redacted
+// in room: the question's turn and the answer recorded with it, the
+// decrypted event, and the text of the answer sent to it. It then scrubs the
+// write-ahead log. A message guichet never stored changes nothing.
+func (s *Store) ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID) error {
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		var turnID int64
+		err := s.db.QueryRow(ctx, `SELECT id FROM conversation_turn WHERE room_id=$1 AND event_id=$2 AND role='user'`, room, evt).Scan(&turnID)
+		if err != nil && !isNoRows(err) {
+			return err
+		}
+		if turnID != 0 {
+			// A question and its answer are stored together, one after the other.
+			if _, err := s.db.Exec(ctx, `DELETE FROM conversation_turn WHERE room_id=$1 AND (id=$2 OR id=$2+1 AND role='assistant')`, room, turnID); err != nil {
+				return err
+			}
+		}
+		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE event_id=$1 AND room_id=$2 AND done_at IS NOT NULL`, evt, room); err != nil {
+			return err
+		}
+		_, err = s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE key=$1 AND sent_at IS NOT NULL`, "reply:"+evt.String())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("failed to forget %s: %w", evt, err)
+	}
+	return s.Scrub(ctx)
 }
 
 // ModelPref returns the model user chose ("" for the default).

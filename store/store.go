@@ -37,6 +37,10 @@ func Open(path string) (*dbutil.Database, error) {
 	// Each question runs the same few dozen statements: preparing them once
 	// per connection saves a third of the time spent in SQLite.
 	uri = withDefault(uri, "_stmt_cache_size", "128")
+	// Deleted rows are overwritten with zeros, not left in free pages: what
+	// guichet promises to forget (!oublier, a redacted question, expired
+	// conversations) must not survive in the file or its backups.
+	uri = withDefault(uri, "_secure_delete", "on")
 	db, err := dbutil.NewWithDialect(uri, "sqlite3-fk-wal")
 	if err != nil {
 		return nil, fmt.Errorf("failed to open database %s: %w", path, err)
@@ -119,4 +123,31 @@ func isNoRows(err error) bool { return errors.Is(err, errNoRows) }
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
 	return s.db.QueryRow(ctx, "SELECT 1").Scan(&one)
+}
+
+// Scrub removes from the write-ahead log the page images that still hold
+// deleted data, by checkpointing it and truncating it to zero bytes. It
+// retries while other connections hold it back (up to about a second) and
+// returns an error if the log could not be emptied. Call it outside any
+// transaction, after a deletion promised to people.
+func (s *Store) Scrub(ctx context.Context) error {
+	if s.db.Dialect != dbutil.SQLite {
+		return nil // PostgreSQL: VACUUM and its WAL are the operator's
+	}
+	var busy, logFrames, checkpointed int
+	for attempt := 0; attempt < 20; attempt++ {
+		err := s.db.RawDB.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &checkpointed)
+		if err != nil {
+			return fmt.Errorf("failed to checkpoint the write-ahead log: %w", err)
+		}
+		if busy == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("failed to empty the write-ahead log: still in use (%d of %d frames checkpointed)", checkpointed, logFrames)
 }
