@@ -103,6 +103,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		EditInterval:     cfg.Albert.EditInterval,
 		MaxRetries:       cfg.Albert.MaxRetries,
 		IdleReset:        cfg.Conversation.IdleReset,
+		Retention:        cfg.Privacy.Retention,
 		OpsRoom:          cfg.OpsRoom,
 		OverloadFactor:   cfg.Limits.OverloadFactor,
 		Breaker:          ratelimit.BreakerConfig{Failures: cfg.Limits.Breaker.Failures, OpenFor: cfg.Limits.Breaker.OpenFor},

@@ -50,6 +50,9 @@ type Config struct {
 	MaxRetries       int
 	// IdleReset starts a new conversation after this much silence.
 	IdleReset time.Duration
+	// Retention is how long conversation turns and stored message texts
+	// are kept (0: 30 days).
+	Retention time.Duration
 	// OpsRoom receives operator alerts (optional).
 	OpsRoom string
 	// Breaker slows everyone down while Albert is overloaded.
@@ -93,6 +96,7 @@ type Store interface {
 	StartConversation(ctx context.Context, room id.RoomID, at time.Time) error
 	Forget(ctx context.Context, user id.UserID) error
 	ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID) error
+	ExpireTexts(ctx context.Context, before time.Time) (int64, error)
 	ModelPref(ctx context.Context, user id.UserID) (string, error)
 	SetModelPref(ctx context.Context, user id.UserID, model string) error
 	AddUsage(ctx context.Context, u store.Usage) error

@@ -17,6 +17,14 @@ const settingLastReminder = "reminder.last"
 // for deduplication: far longer than any sync replay or restart.
 const retention = 14 * 24 * time.Hour
 
+// textRetention is privacy.retention (30 days unless configured).
+func (b *Bot) textRetention() time.Duration {
+	if b.cfg.Retention > 0 {
+		return b.cfg.Retention
+	}
+	return 30 * 24 * time.Hour
+}
+
 // housekeeping reminds the room of stale requests and prunes old
 // deduplication rows, on a ticker.
 func (b *Bot) housekeeping(ctx context.Context) {
@@ -40,6 +48,11 @@ func (b *Bot) housekeeping(ctx context.Context) {
 				zerolog.Ctx(ctx).Err(err).Msg("Failed to prune old rows")
 			} else if n > 0 {
 				zerolog.Ctx(ctx).Info().Int64("rows", n).Msg("Pruned old deduplication rows")
+			}
+			if n, err := b.store.ExpireTexts(ctx, now.Add(-b.textRetention())); err != nil && ctx.Err() == nil {
+				zerolog.Ctx(ctx).Err(err).Msg("Failed to delete expired texts")
+			} else if n > 0 {
+				zerolog.Ctx(ctx).Info().Int64("rows", n).Msg("Deleted texts older than privacy.retention")
 			}
 		}
 	}

@@ -27,6 +27,7 @@ type Config struct {
 	Access       Access       `mapstructure:"access"`
 	Albert       Albert       `mapstructure:"albert"`
 	Conversation Conversation `mapstructure:"conversation"`
+	Privacy      Privacy      `mapstructure:"privacy"`
 	OpsRoom      string       `mapstructure:"ops_room"`
 	Limits       Limits       `mapstructure:"limits"`
 	Database     Database     `mapstructure:"database"`
@@ -121,6 +122,13 @@ type Conversation struct {
 	IdleReset time.Duration `mapstructure:"idle_reset"`
 }
 
+// Privacy sets how long what people wrote is kept.
+type Privacy struct {
+	// Retention is how long conversation turns and the stored texts of
+	// messages (questions, answers) are kept before their bytes are deleted.
+	Retention time.Duration `mapstructure:"retention"`
+}
+
 // Database is where guichet keeps its state, the Matrix state and the E2EE keys.
 type Database struct {
 	URI string `mapstructure:"uri"`
@@ -168,6 +176,7 @@ var defaults = map[string]any{
 	"albert.edit_interval":                "1.5s",
 	"albert.max_retries":                  2,
 	"conversation.idle_reset":             "30m",
+	"privacy.retention":                   "720h",
 	"ops_room":                            "",
 	"limits.timezone":                     "Europe/Paris",
 	"limits.per_user.messages_per_minute": 5,
@@ -345,6 +354,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Conversation.IdleReset < time.Minute {
 		bad("conversation.idle_reset", "a duration of at least 1m, e.g. 30m")
+	}
+	if c.Privacy.Retention < time.Hour {
+		bad("privacy.retention", "a duration of at least 1h, e.g. 720h (30 days)")
 	}
 	if c.OpsRoom != "" && (c.OpsRoom[0] != '!' && c.OpsRoom[0] != '#' || !strings.Contains(c.OpsRoom, ":")) {
 		bad("ops_room", "empty, or a room id (!abc:server) or alias (#ops:server) for operator alerts")

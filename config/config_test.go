@@ -346,6 +346,7 @@ func TestDefaults(t *testing.T) {
 		{"albert.max_retries", c.Albert.MaxRetries, 2},
 		{"albert.models", len(c.Albert.Models), 0},
 		{"conversation.idle_reset", c.Conversation.IdleReset, 30 * time.Minute},
+		{"privacy.retention", c.Privacy.Retention, 30 * 24 * time.Hour},
 		{"access.max_active_users", c.Access.MaxActiveUsers, 0},
 		{"access.reminder_after", c.Access.ReminderAfter, 4 * time.Hour},
 		{"ops_room", c.OpsRoom, ""},
@@ -417,6 +418,8 @@ albert:
   max_retries: 11
 conversation:
   idle_reset: 30s
+privacy:
+  retention: 10m
 ops_room: ops
 database:
   uri: ""
@@ -434,7 +437,7 @@ log:
 				"access.auto_approve", "access.deny", "access.max_active_users", "access.reminder_after",
 				"albert.base_url", "albert.model", "albert.timeout", "albert.max_context_tokens",
 				"albert.max_input_chars", "albert.edit_interval", "albert.max_retries",
-				"conversation.idle_reset", "ops_room", "database.uri", "policy.url", "policy.version", "log.level", "log.format",
+				"conversation.idle_reset", "privacy.retention", "ops_room", "database.uri", "policy.url", "policy.version", "log.level", "log.format",
 			},
 		},
 	}

@@ -115,3 +115,47 @@ func TestForgettingRemovesTheBytes(t *testing.T) {
 		})
 	}
 }
+
+// Texts older than privacy.retention go, bytes included; newer ones stay,
+// and so do the ids that deduplicate.
+func TestExpireTexts(t *testing.T) {
+	const (
+		room = id.RoomID("!dm:hs")
+		user = id.UserID("@alice:hs")
+		old  = "OLD-QUESTION-WITH-A-PHONE-0612345678"
+		rep  = "OLD-ANSWER-QUOTING-0612345678"
+		kept = "RECENT-QUESTION-KEPT"
+	)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "guichet.db")
+	st, _ := openPath(t, path)
+	t0 := time.Date(2026, 10, 1, 9, 0, 0, 0, time.UTC)
+	storeQuestion(t, st, room, user, "$old", old, rep, t0)
+	if err := st.Scrub(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storeQuestion(t, st, room, user, "$new", kept, "recent answer", t0.Add(40*24*time.Hour))
+
+	n, err := st.ExpireTexts(ctx, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 { // two turns, one inbox text, one outbox text
+		t.Errorf("ExpireTexts changed %d rows, want 4", n)
+	}
+	b := fileBytes(t, path)
+	for _, s := range []string{old, rep} {
+		if bytes.Contains(b, []byte(s)) {
+			t.Errorf("%q is still in the database files", s)
+		}
+	}
+	if !bytes.Contains(b, []byte(kept)) {
+		t.Error("a recent question was deleted")
+	}
+	if recorded, done, err := st.InboxDone(ctx, "$old"); err != nil || !recorded || !done {
+		t.Errorf("the handled event's id is gone (recorded=%v done=%v err=%v): a replayed sync would answer it again", recorded, done, err)
+	}
+	if n, err := st.ExpireTexts(ctx, t0.Add(time.Hour)); err != nil || n != 0 {
+		t.Errorf("a second ExpireTexts changed %d rows (%v), want 0", n, err)
+	}
+}

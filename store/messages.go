@@ -402,6 +402,37 @@ func (s *Store) UsageSince(ctx context.Context, user id.UserID, since time.Time)
 	return t, err
 }
 
+// ExpireTexts deletes what people wrote, and guichet answered, before a time
+// (privacy.retention): conversation turns, the decrypted events of handled
+// messages and the texts of delivered messages. The rows that serve
+// idempotency stay until Prune. It then scrubs the write-ahead log, and
+// returns the number of rows changed.
+func (s *Store) ExpireTexts(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.InTx(ctx, func(ctx context.Context) error {
+		for _, q := range []string{
+			`DELETE FROM conversation_turn WHERE at < $1`,
+			`UPDATE inbox SET event_json='{}' WHERE done_at IS NOT NULL AND done_at < $1 AND event_json <> '{}'`,
+			`UPDATE outbox SET markdown='' WHERE sent_at IS NOT NULL AND sent_at < $1 AND markdown <> ''`,
+		} {
+			res, err := s.db.Exec(ctx, q, ms(before))
+			if err != nil {
+				return err
+			}
+			rows, _ := res.RowsAffected()
+			n += rows
+		}
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("failed to expire texts: %w", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n, s.Scrub(ctx)
+}
+
 // Prune deletes what only served idempotency and is old enough not to be
 // replayed: finished inbox rows and delivered outbox rows before a time.
 // Acknowledgements stay (moderators react to them to decide).
