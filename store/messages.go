@@ -318,4 +318,3 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 	outbox, _ := res.RowsAffected()
 	return inbox + outbox, nil
 }
-

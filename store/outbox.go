@@ -139,4 +139,3 @@ func (s *Store) OutgoingKeyForEvent(ctx context.Context, evt id.EventID) (string
 	}
 	return key, err == nil, err
 }
-
