@@ -78,13 +78,13 @@ var (
 
 // parseTarget reads a user as a bare id or any permalink to them (see
 // parsePermalink: matrix.to, matrix:u/, Tchap's https://HOST/#/user/...),
-// or a request number "#42". Invisible characters, full-width forms and
-// wrapping punctuation ("<@a:b>", "`@a:b`", "@a:b,") are ignored. A link to
-// a room is not a target.
+// or a request number: "#42", or "n°42" as guichet writes it. Invisible
+// characters, full-width forms and wrapping punctuation ("<@a:b>",
+// "`@a:b`", "@a:b,") are ignored. A link to a room is not a target.
 func parseTarget(arg string) (target, error) {
 	arg = cleanTarget(arg)
 	for _, a := range []string{arg, unwrap(arg)} {
-		if n, ok := strings.CutPrefix(a, "#"); ok && n != "" && strings.Trim(n, "0123456789") == "" {
+		if n, ok := requestNumber(a); ok {
 			number, err := strconv.ParseInt(n, 10, 64)
 			if err != nil || number <= 0 {
 				return target{}, errBadTarget
@@ -96,6 +96,41 @@ func parseTarget(arg string) (target, error) {
 		}
 	}
 	return target{}, errBadTarget
+}
+
+// requestNumber returns the digits of "#42", "n°42" or "no42" ("nº42" and
+// "№42" after NFKC), written as one word.
+func requestNumber(arg string) (string, bool) {
+	for _, prefix := range []string{"#", "n°", "no"} {
+		if hasPrefixFold(arg, prefix) {
+			n := arg[len(prefix):]
+			return n, n != "" && strings.Trim(n, "0123456789") == ""
+		}
+	}
+	return "", false
+}
+
+// isNumberSign reports whether a word is "n°" written apart from its
+// number (not "no", which may start an English reason).
+func isNumberSign(arg string) bool {
+	switch strings.ToLower(strings.TrimFunc(dropIgnorable(arg), unicode.IsSpace)) {
+	case "n°", "nº", "№":
+		return true
+	}
+	return false
+}
+
+// isConnector reports whether a word only joins targets in a list: "et",
+// "and", "&", or a list bullet ("-", "*", "•", "1."), which Markdown lists
+// leave in both the body and the text of the HTML.
+func isConnector(arg string) bool {
+	arg = strings.ToLower(cleanTarget(arg))
+	switch arg {
+	case "et", "and", "&", "+", "-", "–", "—", "*", "•", ",", ";":
+		return true
+	}
+	n, ok := strings.CutSuffix(arg, ".")
+	return ok && n != "" && strings.Trim(n, "0123456789") == ""
 }
 
 // cleanTarget removes the invisible characters of a word and folds its
@@ -133,6 +168,9 @@ func looksLikeTarget(arg string) bool {
 	if strings.HasPrefix(arg, "@") || strings.HasPrefix(arg, "#") || hasPrefixFold(arg, "matrix:") {
 		return true
 	}
+	if _, ok := requestNumber(arg); ok {
+		return true
+	}
 	if u, err := url.Parse(arg); err == nil && (u.Scheme == "https" || u.Scheme == "http") {
 		if strings.EqualFold(u.Hostname(), "matrix.to") {
 			return true
@@ -148,20 +186,32 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 // splitTargets takes the leading targets of args; the rest is the note or
-// reason.
+// reason. Targets may be written as a list (joined by "et", "and", "&",
+// commas or list bullets), and a request number as "n° 42".
 func splitTargets(args []string) (targets []target, bad []string, rest string) {
 	i := 0
-	for ; i < len(args); i++ {
+	for i < len(args) {
 		a := args[i]
-		if !looksLikeTarget(a) {
-			break
-		}
-		t, err := parseTarget(a)
-		if err != nil {
-			bad = append(bad, a)
+		next := i+1 < len(args) && (looksLikeTarget(args[i+1]) || isNumberSign(args[i+1]))
+		switch {
+		case isNumberSign(a) && i+1 < len(args):
+			if _, ok := requestNumber("#" + unwrap(cleanTarget(args[i+1]))); !ok {
+				return targets, bad, strings.Join(args[i:], " ")
+			}
+			i++
+			a += " " + args[i]
+		case isConnector(a) && next:
+			i++
 			continue
+		case !looksLikeTarget(a):
+			return targets, bad, strings.Join(args[i:], " ")
 		}
-		targets = append(targets, t)
+		i++
+		if t, err := parseTarget(strings.Replace(a, " ", "", 1)); err != nil {
+			bad = append(bad, a)
+		} else {
+			targets = append(targets, t)
+		}
 	}
-	return targets, bad, strings.Join(args[i:], " ")
+	return targets, bad, ""
 }
