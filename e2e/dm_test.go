@@ -202,6 +202,8 @@ func TestAlbertErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.cfg.OpsRoom = "#ops:" + w.tb.HS.ServerName
+	clock := &offsetClock{}
+	w.opts.Now = clock.Now
 	w.startGuichet()
 	bot, mod := w.tb.Bot.UserID, w.tb.Moderator
 	alice, dm := activeAgent(t, w)
@@ -211,16 +213,20 @@ func TestAlbertErrors(t *testing.T) {
 	if r := ask(t, w, alice, dm, "Question 1"); !strings.Contains(r.Body, "Voici ma réponse") {
 		t.Errorf("a single 429 was not retried: %q", r.Body)
 	}
-	// Budget exhausted on two questions: two kind sentences, one alert.
-	w.tb.Albert.FailNext(2, 400, "Insufficient budget.")
-	r := ask(t, w, alice, dm, "Question 2")
-	mustContain(t, r, "budget épuisé")
-	w.tb.Albert.FailNext(1, 400, "Insufficient budget.")
+	// Budget spent: the key is paused, the next question does not reach
+	// Albert, one alert.
+	w.tb.Albert.FailNextWith(1, fakealbert.InsufficientBudget())
+	mustContain(t, ask(t, w, alice, dm, "Question 2"), "budget épuisé")
+	calls := w.tb.Albert.Calls()
 	mustContain(t, ask(t, w, alice, dm, "Question 3"), "budget épuisé")
+	if w.tb.Albert.Calls() != calls {
+		t.Error("a question reached Albert while the budget was spent")
+	}
 	w.expect(mod, "the incident alert", from(bot), in(ops.RoomID), contains("Incident Albert API", "budget"))
-	// Recovery closes the incident.
+	// An hour later the key is tried again; its success closes the incident.
+	clock.Advance(61 * time.Minute)
 	ask(t, w, alice, dm, "Question 4")
-	w.expect(mod, "the resolution", from(bot), in(ops.RoomID), contains("résolu"))
+	w.expect(mod, "the resolution", from(bot), in(ops.RoomID), contains("✅", "résolu après"))
 	if n := count(mod, from(bot), in(ops.RoomID), contains("🚨")); n != 1 {
 		t.Errorf("operators got %d incident alerts, want 1", n)
 	}
