@@ -303,15 +303,16 @@ func (s *Store) ExpireTexts(ctx context.Context, before time.Time) (int64, error
 }
 
 // Prune deletes what only served idempotency and is old enough not to be
-// replayed: finished inbox rows and delivered outbox rows before a time.
-// Acknowledgements stay (moderators react to them to decide).
+// replayed: finished inbox rows, and outbox rows delivered or given up
+// before a time. Delivered acknowledgements stay (moderators react to them
+// to decide).
 func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 	res, err := s.db.Exec(ctx, `DELETE FROM inbox WHERE done_at IS NOT NULL AND done_at < $1`, ms(before))
 	if err != nil {
 		return 0, fmt.Errorf("failed to prune inbox: %w", err)
 	}
 	inbox, _ := res.RowsAffected()
-	res, err = s.db.Exec(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1 AND key NOT LIKE 'ack:%'`, ms(before))
+	res, err = s.db.Exec(ctx, `DELETE FROM outbox WHERE sent_at < $1 AND kind <> $2 OR given_up_at < $1`, ms(before), KindAck)
 	if err != nil {
 		return inbox, fmt.Errorf("failed to prune outbox: %w", err)
 	}
