@@ -24,8 +24,8 @@ const maxCommandLen = 4000
 
 // parseCommand recognises "!name ..." messages. The text is put in NFC, so
 // that a name typed with a combining accent (as some keyboards send it)
-// matches; the name is lower-cased and loses the invisible characters that
-// may hide in it. "！" (full width) counts as "!". White space is any
+// matches; the name is folded (see commandName) and loses the invisible
+// characters that may hide in it. "！" (full width) counts as "!". White space is any
 // Unicode space (NBSP included), and words made only of invisible
 // characters (a lone U+200B) are not arguments.
 func parseCommand(text string) (command, bool) {
@@ -48,10 +48,38 @@ func parseCommand(text string) (command, bool) {
 	if end < 0 {
 		end = len(rest)
 	}
-	name := dropIgnorable(rest[:end])
+	name := dropBlank(rest[:end])
 	rest = rest[end:]
 	raw := trimInvisible(rest)
-	return command{Name: norm.NFC.String(strings.ToLower(name)), Args: words(raw), Raw: raw}, true
+	return command{Name: commandName(name), Args: words(raw), Raw: raw}, true
+}
+
+// commandName folds a typed name: full-width and other compatibility forms
+// (NFKC), lower case, and the punctuation a phone keyboard may add after
+// it ("!aide." after a double space).
+func commandName(name string) string {
+	// NFKC may give a space (U+0384 is " \u0301"): then keep the name.
+	if folded := norm.NFKC.String(name); !strings.ContainsFunc(folded, unicode.IsSpace) {
+		if folded = dropBlank(folded); visible(folded) {
+			name = folded
+		}
+	}
+	name = norm.NFC.String(strings.ToLower(name))
+	if trimmed := strings.TrimRight(name, ".,;:!?…"); trimmed != "" {
+		return trimmed
+	}
+	return name
+}
+
+// dropBlank removes from a word what shows nothing (controls, format
+// characters), keeping combining marks, which belong to their letter.
+func dropBlank(s string) string {
+	return strings.Map(func(r rune) rune {
+		if ignorable(r) || invisible(r) && !unicode.In(r, unicode.Mn, unicode.Me) {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // words splits text on Unicode white space, leaving out the words that show

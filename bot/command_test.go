@@ -339,7 +339,7 @@ func FuzzParseCommand(f *testing.F) {
 		if len(strings.TrimFunc(text, invisible)) > maxCommandLen || !bang {
 			t.Fatalf("parseCommand(%q) accepted a non-command", text)
 		}
-		if cmd.Name == "" || cmd.Name != norm.NFC.String(strings.ToLower(cmd.Name)) || strings.ContainsFunc(cmd.Name, unicode.IsSpace) || strings.ContainsFunc(cmd.Name, ignorable) {
+		if cmd.Name == "" || cmd.Name != norm.NFC.String(strings.ToLower(cmd.Name)) || strings.ContainsFunc(cmd.Name, unicode.IsSpace) || strings.ContainsFunc(cmd.Name, ignorable) || strings.ContainsFunc(cmd.Name, unicode.IsControl) {
 			t.Fatalf("parseCommand(%q) Name = %q: want non-empty, lower-case, NFC, one word, no invisible character", text, cmd.Name)
 		}
 		if !norm.NFC.IsNormalString(cmd.Raw) {
