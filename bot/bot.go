@@ -83,11 +83,17 @@ type Store interface {
 	MarkDone(ctx context.Context, eventID id.EventID, at time.Time) error
 	UnfinishedInbox(ctx context.Context) ([]store.InboxItem, error)
 	Enqueue(ctx context.Context, msg store.Outgoing) error
-	Unsent(ctx context.Context, limit int) ([]store.Outgoing, error)
+	Due(ctx context.Context, now time.Time, limit int) ([]store.Outgoing, error)
+	NextAttempt(ctx context.Context) (time.Time, bool, error)
 	MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error
-	MarkFailed(ctx context.Context, key string, reason string) error
+	Failed(ctx context.Context, key, reason string, at time.Time, permanent bool) (bool, error)
+	SetDMCreated(ctx context.Context, key string, room id.RoomID) error
+	CountGivenUp(ctx context.Context, since time.Time) (map[store.Kind]int, error)
+	OutgoingByEvent(ctx context.Context, evt id.EventID) (*store.Outgoing, error)
 	DMRoom(ctx context.Context, user id.UserID) (id.RoomID, error)
+	DMUserOf(ctx context.Context, room id.RoomID) (id.UserID, error)
 	SetDMRoom(ctx context.Context, user id.UserID, room id.RoomID, at time.Time) error
+	ForgetDMRoom(ctx context.Context, user id.UserID, room id.RoomID) error
 	AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...store.Turn) error
 	RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]store.Turn, error)
 	TurnByEvent(ctx context.Context, evt id.EventID) (*store.Turn, error)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -337,10 +336,10 @@ func (b *Bot) quotedTurn(ctx context.Context, evt id.EventID) (*store.Turn, erro
 	if err != nil || t != nil {
 		return t, err
 	}
-	if key, ok, err := b.store.OutgoingKeyForEvent(ctx, evt); err != nil {
+	if sent, err := b.store.OutgoingByEvent(ctx, evt); err != nil {
 		return nil, err
-	} else if ok && strings.HasPrefix(key, "reply:") {
-		return b.store.TurnByEvent(ctx, id.EventID(strings.TrimPrefix(key, "reply:"))+":answer")
+	} else if sent != nil && sent.Kind == store.KindReply && sent.Regarding != "" {
+		return b.store.TurnByEvent(ctx, sent.Regarding+":answer")
 	}
 	return b.store.TurnByEvent(ctx, evt)
 }

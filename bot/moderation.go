@@ -15,6 +15,7 @@ import (
 
 	"guichet/approvals"
 	"guichet/ratelimit"
+	"guichet/store"
 )
 
 // moderatorCommands are the support room's commands; every one of them is
@@ -294,11 +295,11 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 		return nil
 	}
 	ackEvent := content.RelatesTo.EventID
-	outKey, ok, err := b.store.OutgoingKeyForEvent(ctx, ackEvent)
-	if err != nil || !ok || !strings.HasPrefix(outKey, "ack:") {
+	ack, err := b.store.OutgoingByEvent(ctx, ackEvent)
+	if err != nil || ack == nil || ack.Kind != store.KindAck {
 		return err
 	}
-	req, err := b.store.RequestByEvent(ctx, id.EventID(strings.TrimPrefix(outKey, "ack:")))
+	req, err := b.store.RequestByEvent(ctx, ack.Regarding)
 	if errors.Is(err, approvals.ErrNotFound) {
 		return nil
 	} else if err != nil {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,9 +22,15 @@ import (
 	"guichet/store"
 )
 
-// outboxRetry is how often undelivered messages are tried again when nothing
-// nudges the outbox.
+// outboxRetry is the longest the outbox sleeps when nothing nudges it; it
+// wakes earlier when a message's next attempt comes sooner.
 const outboxRetry = 5 * time.Second
+
+// outboxMinWait keeps a burst of due retries from spinning the loop.
+const outboxMinWait = 100 * time.Millisecond
+
+// outboxPage is how many due messages one pass reads.
+const outboxPage = 200
 
 // nudge wakes the outbox after new messages were queued (and committed).
 func (b *Bot) nudge() {
@@ -43,17 +52,37 @@ func (b *Bot) deliverLoop(ctx context.Context) {
 		case <-timer.C:
 		}
 		b.deliverPending(ctx)
-		timer.Reset(outboxRetry)
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(b.nextPass(ctx))
 	}
+}
+
+// nextPass is how long to wait before the next delivery pass: until the
+// earliest retry is due, within [outboxMinWait, outboxRetry].
+func (b *Bot) nextPass(ctx context.Context) time.Duration {
+	next, ok, err := b.store.NextAttempt(ctx)
+	if err != nil || !ok {
+		return outboxRetry
+	}
+	return min(max(next.Sub(b.now()), outboxMinWait), outboxRetry)
 }
 
 // outboxParallel bounds how many rooms are delivered to at once; messages
 // to one room keep their order.
 const outboxParallel = 8
 
+// deliverPending sends the messages due now. A message that fails is tried
+// again later, on its own schedule (store.RetryDelay), and only the later
+// messages of its own room wait for it; one that cannot be delivered is
+// given up at once, and the people concerned are told.
 func (b *Bot) deliverPending(ctx context.Context) {
 	for ctx.Err() == nil {
-		msgs, err := b.store.Unsent(ctx, 200)
+		msgs, err := b.store.Due(ctx, b.now(), outboxPage)
 		if err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to read the outbox")
 			return
@@ -71,7 +100,7 @@ func (b *Bot) deliverPending(ctx context.Context) {
 			byRoom[k] = append(byRoom[k], m)
 		}
 		var wg sync.WaitGroup
-		var sent atomic.Int64
+		var done atomic.Int64
 		sem := make(chan struct{}, outboxParallel)
 		for _, k := range order {
 			sem <- struct{}{}
@@ -82,25 +111,89 @@ func (b *Bot) deliverPending(ctx context.Context) {
 					if ctx.Err() != nil {
 						return
 					}
-					sendCtx, done := finishing(ctx, sendGrace)
+					sendCtx, stop := finishing(ctx, sendGrace)
 					err := b.deliver(sendCtx, m)
-					done()
-					if err != nil {
-						zerolog.Ctx(ctx).Err(err).Str("key", m.Key).Int("attempts", m.Attempts+1).Msg("Failed to deliver message")
-						if ferr := b.store.MarkFailed(ctx, m.Key, err.Error()); ferr != nil {
-							zerolog.Ctx(ctx).Err(ferr).Msg("Failed to record delivery failure")
-						}
-						return // keep this room's order: retry later
+					stop()
+					if err == nil {
+						done.Add(1)
+						continue
 					}
-					sent.Add(1)
+					if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+						return // cut by shutdown: not a failure of the message
+					}
+					gaveUp, ok := b.failed(ctx, m, err)
+					if ok {
+						done.Add(1)
+					}
+					if !gaveUp {
+						return // keep this room's order: its next messages wait for this one
+					}
 				}
 			}(byRoom[k])
 		}
 		wg.Wait()
-		if sent.Load() == 0 || len(msgs) < 200 {
+		if done.Load() == 0 || len(msgs) < outboxPage {
 			return
 		}
 	}
+}
+
+// failed records a failed attempt at m and, when m is given up, tells the
+// people concerned in the same transaction. ok is false if nothing could be
+// recorded.
+func (b *Bot) failed(ctx context.Context, m store.Outgoing, cause error) (gaveUp, ok bool) {
+	ctx = context.WithoutCancel(ctx)
+	log := zerolog.Ctx(ctx).With().Str("key", m.Key).Str("kind", string(m.Kind)).Int("attempts", m.Attempts+1).Logger()
+	perm := permanent(cause)
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		if gaveUp, err = b.store.Failed(ctx, m.Key, cause.Error(), b.now(), perm); err != nil || !gaveUp {
+			return err
+		}
+		return b.reportGivenUp(ctx, m, cause)
+	})
+	if err != nil {
+		log.Err(err).AnErr("cause", cause).Msg("Failed to record a delivery failure")
+		return false, false
+	}
+	if !gaveUp {
+		log.Warn().Err(cause).Msg("Failed to deliver message, will retry")
+		return false, true
+	}
+	log.Error().Err(cause).Bool("permanent", perm).Msg("Gave up delivering message")
+	if m.DMCreated != "" {
+		// A room opened for this message that never became the person's DM
+		// (the invite failed) is left, not kept as an orphan.
+		if dm, err := b.store.DMRoom(ctx, m.DMUser); err == nil && dm != m.DMCreated {
+			b.abandonRoom(ctx, m.DMCreated)
+		}
+	}
+	b.nudge()
+	return true, true
+}
+
+// reportGivenUp makes giving up visible: the moderators learn in the support
+// room that an agent was not told about their access, and an agent whose
+// answer could not be delivered is told so, in a room that works.
+func (b *Bot) reportGivenUp(ctx context.Context, m store.Outgoing, cause error) error {
+	user := m.Recipient
+	if user == "" && m.RoomID != "" {
+		user, _ = b.store.DMUserOf(ctx, m.RoomID)
+	}
+	switch {
+	case m.Kind.Decision() && b.supportRoom != "" && m.RoomID != b.supportRoom && user != "":
+		return b.store.Enqueue(ctx, store.Outgoing{
+			Key: "undelivered:" + m.Key, Kind: store.KindUndelivered, RoomID: b.supportRoom, RequestID: m.RequestID,
+			MsgType: string(event.MsgNotice), Markdown: textModsUndelivered(user, m.Kind, m.RequestID, failureOf(cause)),
+			CreatedAt: b.now(),
+		})
+	case m.Kind == store.KindReply && user != "":
+		return b.store.Enqueue(ctx, store.Outgoing{
+			Key: "undelivered:" + m.Key, Kind: store.KindUndelivered, DMUser: user, Recipient: user, Regarding: m.Regarding,
+			MsgType: string(event.MsgNotice), Markdown: textAnswerUndelivered, CreatedAt: b.now(),
+		})
+	}
+	return nil
 }
 
 // sendGrace is how long a send already under way may still take once
@@ -123,13 +216,82 @@ func txnID(key string) string {
 	return "guichet-" + hex.EncodeToString(sum[:12])
 }
 
-func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
-	room := m.RoomID
-	if m.DMUser != "" {
-		var err error
-		if room, err = b.ensureDM(ctx, m.DMUser); err != nil {
-			return err
+// errRoomGone is a room where the person the message is for, or guichet
+// itself, no longer is: nobody would read what is sent there.
+var errRoomGone = errors.New("nobody reads this room any more")
+
+// inviteError is a failed invitation to a new DM.
+type inviteError struct {
+	remote bool // the person is on another homeserver
+	err    error
+}
+
+func (e *inviteError) Error() string { return "failed to invite to a direct message: " + e.err.Error() }
+func (e *inviteError) Unwrap() error { return e.err }
+
+// permanent tells the errors that the same request would meet again: the
+// homeserver refused it (403, 404, 413, a bad request, an unknown room), the
+// room is dead, or the person could not be invited (unknown, or on a
+// homeserver that cannot be reached). Rate limits, 5xx and network errors
+// are temporary.
+func permanent(err error) bool {
+	var inv *inviteError
+	switch {
+	case errors.Is(err, errRoomGone):
+		return true
+	case errors.Is(err, mautrix.MLimitExceeded):
+		return false
+	case errors.Is(err, mautrix.MForbidden), errors.Is(err, mautrix.MNotFound), errors.Is(err, mautrix.MTooLarge),
+		errors.Is(err, mautrix.MBadJSON), errors.Is(err, mautrix.MNotJSON), errors.Is(err, mautrix.MInvalidParam),
+		errors.Is(err, mautrix.MUnrecognized), errors.Is(err, mautrix.MUnsupportedRoomVersion):
+		return true
+	case errors.As(err, &inv) && inv.remote && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
+		// An invite to another homeserver that fails for any other reason
+		// means that server could not be reached (Dendrite and Synapse
+		// answer 500 or 502): it is not retried every few seconds.
+		return true
+	}
+	var httpErr mautrix.HTTPError
+	if errors.As(err, &httpErr) && httpErr.Response != nil {
+		code := httpErr.Response.StatusCode
+		switch {
+		case code == http.StatusTooManyRequests, code == http.StatusRequestTimeout, code == http.StatusUnauthorized:
+			// 401: guichet's own session, not the message.
+			return false
+		case code >= 400 && code < 500:
+			return true
 		}
+	}
+	return false
+}
+
+// failure is why a message could not be delivered, as told to moderators.
+type failure int
+
+const (
+	failureRefused     failure = iota // the homeserver refused it
+	failureGone                       // the person left, or refused the invite
+	failureUnreachable                // the person could not be invited
+	failureRetries                    // temporary errors, too many times
+)
+
+func failureOf(err error) failure {
+	var inv *inviteError
+	switch {
+	case errors.Is(err, errRoomGone):
+		return failureGone
+	case errors.As(err, &inv):
+		return failureUnreachable
+	case permanent(err):
+		return failureRefused
+	}
+	return failureRetries
+}
+
+func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
+	room, err := b.destination(ctx, &m)
+	if err != nil {
+		return err
 	}
 	content := format.RenderMarkdown(m.Markdown, true, false)
 	content.MsgType = event.MessageType(m.MsgType)
@@ -140,39 +302,169 @@ func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: m.ReplyTo}}
 	}
 	resp, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
+	if err != nil && m.DMUser != "" && room != m.DMCreated && errors.Is(err, mautrix.MForbidden) {
+		// The DM looked alive but guichet may no longer write there (it
+		// left, or was removed, and the sync has not said so yet): the DM is
+		// dead. Once per message, a new one is opened at once.
+		b.forgetDM(ctx, m.DMUser, room)
+		if room, err = b.destination(ctx, &m); err != nil {
+			return err
+		}
+		resp, err = b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("failed to send to %s: %w", room, err)
 	}
 	zerolog.Ctx(ctx).Debug().Str("key", m.Key).Stringer("room_id", room).Stringer("event_id", resp.EventID).Msg("Delivered message")
 	return b.store.MarkSent(ctx, m.Key, resp.EventID, b.now())
 }
 
-// ensureDM returns the encrypted direct-message room with user, creating it
-// the first time.
-func (b *Bot) ensureDM(ctx context.Context, user id.UserID) (id.RoomID, error) {
+// destination is the room to send m to, once it is known that its reader
+// can read it there: for a message to a person's DM, their DM if it is
+// alive, else the room an earlier attempt opened for m, else a new DM.
+func (b *Bot) destination(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
+	if m.DMUser == "" {
+		if b.serviceRoom(m.RoomID) {
+			return m.RoomID, nil
+		}
+		reader := m.Recipient
+		if reader == "" {
+			reader, _ = b.store.DMUserOf(ctx, m.RoomID)
+		}
+		if !b.readable(ctx, m.RoomID, reader) {
+			if reader != "" {
+				b.forgetDM(ctx, reader, m.RoomID)
+			}
+			return "", errRoomGone
+		}
+		return m.RoomID, nil
+	}
+	user := m.DMUser
 	room, err := b.store.DMRoom(ctx, user)
-	if err != nil || room != "" {
-		return room, err
+	if err != nil {
+		return "", err
+	}
+	if room != "" {
+		if b.readable(ctx, room, user) {
+			return room, nil
+		}
+		b.forgetDM(ctx, user, room)
+	}
+	if m.DMCreated != "" {
+		return b.finishDM(ctx, m)
 	}
 	// A DM created just before a crash, or opened by the agent without
 	// is_direct: reuse an encrypted room where only the two of us are.
 	if existing := b.findDM(ctx, user); existing != "" {
 		return existing, b.store.SetDMRoom(ctx, user, existing, b.now())
 	}
+	return b.openDM(ctx, m)
+}
+
+// readable tells whether reader (if known) and guichet are both still in
+// room: joined, or for the reader invited. What the state store does not
+// know counts as readable; the homeserver then has the last word.
+func (b *Bot) readable(ctx context.Context, room id.RoomID, reader id.UserID) bool {
+	states := b.client.StateStore
+	if self, err := states.TryGetMember(ctx, room, b.client.UserID); err == nil && self != nil && self.Membership != event.MembershipJoin {
+		return false
+	}
+	if reader == "" {
+		return true
+	}
+	member, err := states.TryGetMember(ctx, room, reader)
+	return err != nil || member == nil || member.Membership == event.MembershipJoin || member.Membership == event.MembershipInvite
+}
+
+// forgetDM forgets a dead DM, so that the next message to user opens
+// another; guichet leaves it if the agent left it alone there.
+func (b *Bot) forgetDM(ctx context.Context, user id.UserID, room id.RoomID) {
+	log := zerolog.Ctx(ctx).With().Stringer("user_id", user).Stringer("room_id", room).Logger()
+	dm, err := b.store.DMRoom(ctx, user)
+	if err != nil || dm != room {
+		return
+	}
+	if err := b.store.ForgetDMRoom(ctx, user, room); err != nil {
+		log.Err(err).Msg("Failed to forget a dead direct message")
+		return
+	}
+	log.Info().Msg("Direct message is dead: the next message opens another")
+	b.abandonRoom(ctx, room)
+}
+
+// abandonRoom leaves a room guichet has no more use for, if it is still in it.
+func (b *Bot) abandonRoom(ctx context.Context, room id.RoomID) {
+	if !b.client.StateStore.IsInRoom(ctx, room, b.client.UserID) {
+		return
+	}
+	if _, err := b.client.LeaveRoom(ctx, room); err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("room_id", room).Msg("Failed to leave an unused room")
+	}
+}
+
+// openDM creates an encrypted direct-message room for m and records it on
+// m before inviting anyone: creating a room is not idempotent, and an invite
+// that fails (the person's homeserver is down) would otherwise leave one
+// orphan room per attempt.
+func (b *Bot) openDM(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
 	resp, err := b.client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset:   "trusted_private_chat",
 		IsDirect: true,
-		Invite:   []id.UserID{user},
 		InitialState: []*event.Event{{
 			Type:    event.StateEncryption,
 			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
 		}},
 	})
 	if err != nil {
+		return "", fmt.Errorf("failed to create a direct message room: %w", err)
+	}
+	if err := b.store.SetDMCreated(context.WithoutCancel(ctx), m.Key, resp.RoomID); err != nil {
+		b.abandonRoom(ctx, resp.RoomID)
 		return "", err
 	}
-	zerolog.Ctx(ctx).Info().Stringer("room_id", resp.RoomID).Stringer("user_id", user).Msg("Opened direct message")
-	return resp.RoomID, b.store.SetDMRoom(ctx, user, resp.RoomID, b.now())
+	m.DMCreated = resp.RoomID
+	zerolog.Ctx(ctx).Info().Stringer("room_id", resp.RoomID).Stringer("user_id", m.DMUser).Str("key", m.Key).Msg("Opened direct message")
+	return b.finishDM(ctx, m)
+}
+
+// finishDM invites m's reader to the room opened for m (unless they already
+// are invited or in it) and makes it their DM.
+func (b *Bot) finishDM(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
+	room, user := m.DMCreated, m.DMUser
+	states := b.client.StateStore
+	if !states.IsInRoom(ctx, room, b.client.UserID) {
+		return "", errRoomGone
+	}
+	member, err := states.TryGetMember(ctx, room, user)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("failed to read %s's membership: %w", user, err)
+	case member == nil:
+		if err := b.invite(ctx, room, user); err != nil {
+			return "", err
+		}
+	case member.Membership != event.MembershipJoin && member.Membership != event.MembershipInvite:
+		return "", errRoomGone // they refused the invitation or left: not asked again
+	}
+	return room, b.store.SetDMRoom(ctx, user, room, b.now())
+}
+
+// invite asks user into a new DM. The standard invite reaches any
+// homeserver and fails when the person's cannot be reached; it cannot say
+// that the room is a direct message, so the invitation is then repeated as
+// a member event with is_direct (Synapse sends that one over federation too,
+// Dendrite only to its own users), for the person's client to file the room
+// among their direct messages.
+func (b *Bot) invite(ctx context.Context, room id.RoomID, user id.UserID) error {
+	if _, err := b.client.InviteUser(ctx, room, &mautrix.ReqInviteUser{UserID: user}); err != nil {
+		return &inviteError{remote: user.Homeserver() != b.client.UserID.Homeserver(), err: err}
+	}
+	_, err := b.client.SendStateEvent(ctx, room, event.StateMember, user.String(),
+		&event.MemberEventContent{Membership: event.MembershipInvite, IsDirect: true})
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Stringer("room_id", room).Stringer("user_id", user).Msg("Failed to mark the invitation as a direct message")
+	}
+	return nil
 }
 
 func (b *Bot) findDM(ctx context.Context, user id.UserID) id.RoomID {
@@ -185,7 +477,7 @@ func (b *Bot) findDM(ctx context.Context, user id.UserID) id.RoomID {
 		return ""
 	}
 	for _, room := range rooms {
-		if room == b.supportRoom || room == b.opsRoom {
+		if b.serviceRoom(room) {
 			continue
 		}
 		members, err := b.client.StateStore.GetRoomJoinedOrInvitedMembers(ctx, room)

@@ -78,33 +78,43 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 	return nil
 }
 
-// replyRoom queues a notice replying to evt; only mention is pinged.
-func (b *Bot) replyRoom(ctx context.Context, evt *event.Event, kind, markdown string, mention ...id.UserID) error {
-	return b.store.Enqueue(ctx, outgoingNotice(kind+":"+evt.ID.String(), evt.RoomID, evt.ID, markdown, b.now(), mention...))
+// replyRoom queues a notice of the given kind replying to evt; only mention
+// is pinged.
+func (b *Bot) replyRoom(ctx context.Context, evt *event.Event, kind store.Kind, markdown string, mention ...id.UserID) error {
+	msg := outgoingNotice(string(kind)+":"+evt.ID.String(), evt.RoomID, evt.ID, markdown, b.now(), mention...)
+	msg.Kind, msg.Regarding = kind, evt.ID
+	return b.store.Enqueue(ctx, msg)
 }
 
+// outgoingNotice is a notice to a room. Its kind is the key's prefix unless
+// the caller sets Kind (and Regarding, RequestID, Recipient) on the result.
 func outgoingNotice(key string, room id.RoomID, replyTo id.EventID, markdown string, at time.Time, mention ...id.UserID) store.Outgoing {
 	return store.Outgoing{
-		Key: key, RoomID: room, ReplyTo: replyTo,
+		Key: key, Kind: store.KindOfKey(key), RoomID: room, ReplyTo: replyTo,
 		MsgType: string(event.MsgNotice), Markdown: markdown, Mentions: mention, CreatedAt: at,
 	}
 }
 
 func (b *Bot) sendWelcome(ctx context.Context, req *approvals.Request) error {
 	return b.store.Enqueue(ctx, store.Outgoing{
-		Key: fmt.Sprintf("welcome:%d", req.ID), DMUser: req.UserID,
+		Key: fmt.Sprintf("%s:%d", store.KindWelcome, req.ID), Kind: store.KindWelcome, RequestID: req.ID,
+		DMUser: req.UserID, Recipient: req.UserID,
 		MsgType: string(event.MsgText), Markdown: textWelcome(b.cfg.PolicyURL, b.cfg.PolicyVersion), CreatedAt: b.now(),
 	})
 }
 
-// notifyAgent tells an agent about a decision: in their DM if there is one,
-// otherwise in the support room as a reply to their request.
+// notifyAgent tells an agent about a decision: in their DM if there is one
+// (a new one if it is dead by then), otherwise in the support room as a
+// reply to their request. The key's prefix is the decision's kind.
 func (b *Bot) notifyAgent(ctx context.Context, key string, req *approvals.Request, markdown string) error {
 	dm, err := b.store.DMRoom(ctx, req.UserID)
 	if err != nil {
 		return err
 	}
-	msg := store.Outgoing{Key: key, MsgType: string(event.MsgNotice), Markdown: markdown, Mentions: []id.UserID{req.UserID}, CreatedAt: b.now()}
+	msg := store.Outgoing{
+		Key: key, Kind: store.KindOfKey(key), RequestID: req.ID, Recipient: req.UserID, Regarding: req.EventID,
+		MsgType: string(event.MsgNotice), Markdown: markdown, Mentions: []id.UserID{req.UserID}, CreatedAt: b.now(),
+	}
 	if dm != "" {
 		msg.DMUser = req.UserID
 	} else {

@@ -731,3 +731,46 @@ func textAlbertFailure(class albert.Class) string {
 	}
 	return textAlbertError(class)
 }
+
+// undeliveredLabel names, for the moderators, a message to an agent about
+// their access.
+func undeliveredLabel(kind store.Kind) string {
+	switch kind {
+	case store.KindWelcome:
+		return "le message de bienvenue"
+	case store.KindWaitlisted:
+		return "l'avis de mise en liste d'attente"
+	case store.KindRejected:
+		return "l'avis de refus"
+	case store.KindRevoked:
+		return "l'avis de retrait d'accès"
+	}
+	return "un message"
+}
+
+// textModsUndelivered tells the moderators that guichet gave up telling an
+// agent about their access, and why, so that they reach them another way.
+func textModsUndelivered(user id.UserID, kind store.Kind, requestID int64, why failure) string {
+	var cause string
+	switch why {
+	case failureGone:
+		cause = "la personne a quitté la conversation privée ou refusé l'invitation"
+	case failureUnreachable:
+		cause = "impossible de l'inviter en message privé (compte inexistant ou serveur injoignable)"
+	case failureRefused:
+		cause = "le serveur a refusé le message"
+	default:
+		cause = "le serveur n'a pas répondu, malgré plusieurs essais"
+	}
+	request := ""
+	if requestID != 0 {
+		request = fmt.Sprintf(" (demande n° %d)", requestID)
+	}
+	return fmt.Sprintf("⚠️ Je n'ai pas pu remettre %s à %s%s : %s. Prévenez-la autrement si besoin.",
+		undeliveredLabel(kind), userText(user), request, cause)
+}
+
+// textAnswerUndelivered tells an agent that an answer could not be
+// delivered to them.
+const textAnswerUndelivered = "⚠️ Je n'ai pas pu vous remettre ma réponse à l'une de vos questions. " +
+	"Si vous l'attendez encore, posez-la de nouveau ici."

@@ -1,0 +1,182 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+
+	"guichet/store"
+)
+
+func httpErr(code int, resp *mautrix.RespError) error {
+	return mautrix.HTTPError{Response: &http.Response{StatusCode: code}, RespError: resp, Message: "request failed"}
+}
+
+func respErr(base mautrix.RespError) *mautrix.RespError {
+	e := base
+	return &e
+}
+
+// Issue 10, 1(c): what the homeserver will refuse again is not retried as
+// if it were temporary.
+func TestOutboxPermanentErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"403 M_FORBIDDEN (not in the room)", httpErr(403, respErr(mautrix.MForbidden)), true},
+		{"404 M_NOT_FOUND (unknown room)", httpErr(404, respErr(mautrix.MNotFound)), true},
+		{"413 M_TOO_LARGE", httpErr(413, respErr(mautrix.MTooLarge)), true},
+		{"413 without a Matrix error", httpErr(413, nil), true},
+		{"400 M_BAD_JSON", httpErr(400, respErr(mautrix.MBadJSON)), true},
+		{"wrapped 403", fmt.Errorf("failed to send to !r:x: %w", httpErr(403, respErr(mautrix.MForbidden))), true},
+		{"dead room", fmt.Errorf("failed: %w", errRoomGone), true},
+		{"invite to an unreachable homeserver", &inviteError{remote: true, err: httpErr(500, respErr(mautrix.MUnknown))}, true},
+		{"invite refused", &inviteError{err: httpErr(403, respErr(mautrix.MForbidden))}, true},
+		{"429 M_LIMIT_EXCEEDED", httpErr(429, respErr(mautrix.MLimitExceeded)), false},
+		{"500 M_UNKNOWN", httpErr(500, respErr(mautrix.MUnknown)), false},
+		{"502 without a body", httpErr(502, nil), false},
+		{"401 M_UNKNOWN_TOKEN (our session)", httpErr(401, respErr(mautrix.MUnknownToken)), false},
+		{"network error", mautrix.HTTPError{WrappedError: &url.Error{Op: "Post", URL: "http://hs", Err: errors.New("connection refused")}}, false},
+		{"invite to our own homeserver failing with 500", &inviteError{err: httpErr(500, respErr(mautrix.MUnknown))}, false},
+		{"invite cut by a timeout", &inviteError{remote: true, err: context.DeadlineExceeded}, false},
+		{"cancelled", context.Canceled, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := permanent(tt.err); got != tt.want {
+				t.Errorf("permanent(%v) = %v, want %v", tt.err, got, tt.want)
+			}
+		})
+	}
+}
+
+func outboxBot(t *testing.T, now *time.Time) (*Bot, *store.Store) {
+	t.Helper()
+	db, err := store.Open(filepath.Join(t.TempDir(), "guichet.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	st := store.New(db, zerolog.Nop())
+	if err := st.Upgrade(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := New(Config{}, Deps{DB: db, Store: st, Log: zerolog.Nop(), Now: func() time.Time { return *now }})
+	b.supportRoom = "!support:example.org"
+	return b, st
+}
+
+// Issue 10, 1(d): giving up is never silent. A welcome or a decision that
+// cannot be delivered is reported to the moderators in the support room,
+// naming the agent literally; an answer, to the agent; a report itself is
+// not reported again; a temporary failure reports nothing yet.
+func TestOutboxGivingUpIsNeverSilent(t *testing.T) {
+	const agent = id.UserID("@a_b_-dinum.gouv.fr:agent.dinum.tchap.gouv.fr")
+	forbidden := httpErr(403, respErr(mautrix.MForbidden))
+	tests := []struct {
+		name      string
+		msg       store.Outgoing
+		cause     error
+		wantRoom  id.RoomID // where the report goes ("" with wantDM)
+		wantDM    id.UserID
+		wantParts []string
+	}{
+		{"welcome to an unreachable agent", store.Outgoing{Key: "welcome:7", Kind: store.KindWelcome, RequestID: 7, DMUser: agent, Recipient: agent},
+			&inviteError{remote: true, err: httpErr(500, nil)}, "!support:example.org", "",
+			[]string{"bienvenue", `@a\_b\_-dinum.gouv.fr:agent.dinum.tchap.gouv.fr`, "n° 7", "injoignable"}},
+		{"revocation to an agent who left", store.Outgoing{Key: "revoked:3", DMUser: agent}, errRoomGone, "!support:example.org", "",
+			[]string{"retrait d'accès", `@a\_b\_-dinum.gouv.fr`, "n° 3", "quitté"}},
+		{"rejection refused by the homeserver", store.Outgoing{Key: "rejected:4", DMUser: agent}, forbidden, "!support:example.org", "",
+			[]string{"refus", "n° 4", "refusé"}},
+		{"answer too large", store.Outgoing{Key: "reply:$q", RoomID: "!dm:example.org", ReplyTo: "$q", Recipient: agent},
+			httpErr(413, respErr(mautrix.MTooLarge)), "", agent, []string{"réponse"}},
+		{"a report that cannot be delivered", store.Outgoing{Key: "undelivered:reply:$q", Kind: store.KindUndelivered, DMUser: agent}, forbidden, "", "", nil},
+		{"a command's answer", store.Outgoing{Key: "cmd:$c", RoomID: "!support:example.org"}, forbidden, "", "", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+			b, st := outboxBot(t, &now)
+			tt.msg.MsgType, tt.msg.Markdown, tt.msg.CreatedAt = "m.notice", "x", now
+			if err := st.Enqueue(ctx, tt.msg); err != nil {
+				t.Fatal(err)
+			}
+			queued, _ := st.Due(ctx, now, 10)
+			gaveUp, ok := b.failed(ctx, queued[0], tt.cause)
+			if !gaveUp || !ok {
+				t.Fatalf("failed = %v, %v; want given up", gaveUp, ok)
+			}
+			reports, err := st.Due(ctx, now, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.wantRoom == "" && tt.wantDM == "" {
+				if len(reports) != 0 {
+					t.Fatalf("reported %+v, want nothing", reports)
+				}
+				return
+			}
+			if len(reports) != 1 {
+				t.Fatalf("reports = %+v, want one", reports)
+			}
+			r := reports[0]
+			if r.RoomID != tt.wantRoom || r.DMUser != tt.wantDM || r.Kind != store.KindUndelivered || r.MsgType != "m.notice" {
+				t.Errorf("report to room %q / DM %q, kind %q, type %s; want room %q / DM %q", r.RoomID, r.DMUser, r.Kind, r.MsgType, tt.wantRoom, tt.wantDM)
+			}
+			for _, p := range tt.wantParts {
+				if !strings.Contains(r.Markdown, p) {
+					t.Errorf("report %q lacks %q", r.Markdown, p)
+				}
+			}
+			if counts, _ := st.CountGivenUp(ctx, now); counts[store.KindOfKey(tt.msg.Key)] != 1 {
+				t.Errorf("CountGivenUp = %v", counts)
+			}
+		})
+	}
+}
+
+// A temporary failure is retried later, on the message's own schedule, and
+// tells nobody yet; the twentieth gives up and tells the moderators.
+func TestOutboxTemporaryFailuresThenGivingUp(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	b, st := outboxBot(t, &now)
+	const agent = id.UserID("@agent:example.org")
+	if err := st.Enqueue(ctx, store.Outgoing{Key: "welcome:1", DMUser: agent, MsgType: "m.text", Markdown: "x", CreatedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	busy := httpErr(502, nil)
+	for i := 1; i <= store.MaxAttempts; i++ {
+		due, err := st.Due(ctx, now, 10)
+		if err != nil || len(due) != 1 || due[0].Key != "welcome:1" {
+			t.Fatalf("attempt %d: due %+v, %v", i, due, err)
+		}
+		gaveUp, _ := b.failed(ctx, due[0], busy)
+		if gaveUp != (i == store.MaxAttempts) {
+			t.Fatalf("attempt %d: given up %v", i, gaveUp)
+		}
+		if i < store.MaxAttempts {
+			if due, _ := st.Due(ctx, now, 10); len(due) != 0 {
+				t.Fatalf("attempt %d: %+v due again at once", i, due)
+			}
+			now = now.Add(store.RetryDelay(i))
+		}
+	}
+	reports, _ := st.Due(ctx, now, 10)
+	if len(reports) != 1 || reports[0].RoomID != b.supportRoom || !strings.Contains(reports[0].Markdown, "plusieurs essais") {
+		t.Fatalf("reports = %+v, want one to the support room", reports)
+	}
+}
