@@ -75,8 +75,13 @@ func webPermalink(u *url.URL) (permalink, bool) {
 	// Split the raw fragment so that an encoded "/" or "?" inside an
 	// identifier stays in it.
 	frag := u.EscapedFragment()
+	// Clients write "#/"; only matrix.to is read without the slash, so
+	// that a page anchor ("#!page:2", "#@media:print") is not a permalink.
+	frag, slash := strings.CutPrefix(frag, "/")
+	if !slash && !strings.EqualFold(u.Hostname(), "matrix.to") {
+		return permalink{}, false
+	}
 	frag, _, _ = strings.Cut(frag, "?")
-	frag = strings.TrimPrefix(frag, "/")
 	frag = strings.TrimSuffix(frag, "/")
 	parts := strings.Split(frag, "/")
 	switch parts[0] {

@@ -99,6 +99,8 @@ func TestParsePermalink(t *testing.T) {
 		{name: "web page", in: "https://example.org/"},
 		{name: "web page with an id in its path", in: "https://example.org/@a:b"},
 		{name: "web page with another fragment", in: "https://example.org/#/users/@a:b"},
+		{name: "page anchor like a user", in: "https://example.org/#@media:print"},
+		{name: "hashbang like a room", in: "https://example.org/#!page:2"},
 		{name: "Tchap user link to a room", in: "https://tchap.gouv.fr/#/user/!room:b"},
 		{name: "Tchap room link to a user", in: "https://tchap.gouv.fr/#/room/@a:b"},
 		{name: "Tchap user link with more", in: "https://tchap.gouv.fr/#/user/@a:b/extra"},
