@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
+)
+
+// Issue 10, 1(a): an agent leaves her DM while her request is pending; once
+// approved, her welcome does not go to the room where only guichet is left
+// but to a new DM, which she joins and where she can !accepter.
+func TestOutboxWelcomeAfterAgentLeftHerDM(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
+	alice := w.person("alice.martin-interieur.gouv.fr")
+	announce(t, w, alice, "Bonjour, je voudrais l'Assistant IA")
+	dm := createDM(t, w, alice)
+	q := w.send(alice, dm, "Bonjour ?")
+	w.expect(alice, "the pending notice", from(bot), in(dm), replyTo(q))
+
+	if _, err := alice.Client.LeaveRoom(w.ctx(), dm); err != nil {
+		t.Fatal(err)
+	}
+	// A command sent after the leave and answered: the next one is read in
+	// a later sync than the leave.
+	command(t, w, mod, "!pending")
+	reply := command(t, w, mod, "!approve "+alice.UserID().String())
+	mustContain(t, reply, "validé")
+
+	welcome := w.expect(alice, "the welcome in a new DM", from(bot), notInRoom(room), contains("!accepter"))
+	if welcome.RoomID == dm {
+		t.Fatalf("the welcome went to the DM she left")
+	}
+	if !welcome.Encrypted {
+		t.Error("the welcome in the new DM was not encrypted")
+	}
+	consent(t, w, alice, welcome.RoomID)
+}
+
+// Issue 10, 1(a): an agent turns her DM into a group, guichet leaves it;
+// when a moderator then revokes her, she is told in a new DM, not in the
+// room guichet left (where the notice was refused 20 times, then dropped).
+func TestOutboxRevocationAfterDMBecameGroup(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
+	alice, dm := activeAgent(t, w)
+	carol := w.person("carol.durand-education.gouv.fr")
+	if _, err := alice.Client.InviteUser(w.ctx(), dm, &mautrix.ReqInviteUser{UserID: carol.UserID()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := alice.WaitLeft(w.ctx(), dm, bot); err != nil {
+		t.Fatalf("guichet did not leave the DM turned group: %v", err)
+	}
+
+	reply := command(t, w, mod, "!revoke "+alice.UserID().String()+" fin de la période d'essai")
+	mustContain(t, reply, "retiré")
+	told := w.expect(alice, "the revocation in a new DM", from(bot), notInRoom(room), notInRoom(dm), contains("retiré", "fin de la période d'essai"))
+	if !told.Encrypted {
+		t.Error("the revocation in the new DM was not encrypted")
+	}
+	if n := count(carol, from(bot), contains("retiré")); n != 0 {
+		t.Errorf("carol saw the revocation %d times", n)
+	}
+}
+
+// Issue 10, 1(b)-(d): approving someone whose homeserver cannot be reached
+// creates at most one room (recorded before the invite, never created
+// again), and the moderators are told that the welcome could not be
+// delivered, instead of 20 orphan rooms and silence.
+func TestOutboxApproveUnreachableUser(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
+	const someone = id.UserID("@someone:server.unreachable")
+
+	reply := command(t, w, mod, "!approve "+someone.String())
+	mustContain(t, reply, "validé", someone.String())
+	told := w.expect(mod, "the notice that the welcome was not delivered", from(bot), in(room),
+		contains("bienvenue", someone.String(), "injoignable"))
+	if told.InReplyTo != "" {
+		t.Errorf("the notice replies to %s; want a notice of its own", told.InReplyTo)
+	}
+	if n := openedRooms(w, someone); n > 1 {
+		t.Errorf("guichet opened %d rooms for one welcome, want at most 1", n)
+	}
+	if n := count(mod, from(bot), in(room), contains("bienvenue", someone.String())); n != 1 {
+		t.Errorf("moderators were told %d times, want once", n)
+	}
+}
+
+// openedRooms counts the DM rooms guichet's log says it created for user.
+func openedRooms(w *world, user id.UserID) int {
+	n := 0
+	for _, line := range strings.Split(w.log.String(), "\n") {
+		if strings.Contains(line, `"Opened direct message"`) && strings.Contains(line, `"user_id":"`+user.String()+`"`) {
+			n++
+		}
+	}
+	return n
+}
