@@ -25,20 +25,19 @@ const maxCommandLen = 4000
 // parseCommand recognises "!name ..." messages. The text is put in NFC, so
 // that a name typed with a combining accent (as some keyboards send it)
 // matches; the name is folded (see commandName) and loses the invisible
-// characters that may hide in it. "！" (full width) counts as "!". White space is any
-// Unicode space (NBSP included), and words made only of invisible
-// characters (a lone U+200B) are not arguments.
+// characters that may hide in it. "！" (full width) and "﹗" (small) count
+// as "!". White space is any Unicode space (NBSP included), and words made
+// only of invisible characters (a lone U+200B) are not arguments.
 func parseCommand(text string) (command, bool) {
 	if len(strings.TrimFunc(text, invisible)) > maxCommandLen {
 		return command{}, false
 	}
 	text = trimInvisible(norm.NFC.String(text))
-	rest, ok := strings.CutPrefix(text, "!")
-	if !ok {
-		if rest, ok = strings.CutPrefix(text, "！"); !ok {
-			return command{}, false
-		}
+	bang, size := utf8.DecodeRuneInString(text)
+	if bang != '!' && norm.NFKC.String(string(bang)) != "!" {
+		return command{}, false
 	}
+	rest := text[size:]
 	// After the trim, the name starts with a visible character.
 	rest = strings.TrimLeftFunc(rest, invisible)
 	if rest == "" {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 	"maunium.net/go/mautrix/event"
@@ -323,10 +324,8 @@ func FuzzParseCommand(f *testing.F) {
 	f.Fuzz(func(t *testing.T, text string) {
 		cmd, ok := parseCommand(text)
 		trimmed := trimInvisible(norm.NFC.String(text))
-		after, bang := strings.CutPrefix(trimmed, "!")
-		if !bang {
-			after, bang = strings.CutPrefix(trimmed, "！")
-		}
+		first, size := utf8.DecodeRuneInString(trimmed)
+		after, bang := trimmed[size:], first == '!' || norm.NFKC.String(string(first)) == "!"
 		if !ok {
 			if cmd.Name != "" || cmd.Args != nil || cmd.Raw != "" {
 				t.Fatalf("parseCommand(%q) refused but returned %+v", text, cmd)
