@@ -14,9 +14,9 @@ import (
 
 // command is a parsed "!name args" message.
 type command struct {
-	Name string   // lower-cased, without "!"
-	Args []string // split on white space
-	Raw  string   // everything after the name
+	Name string   // folded (see commandName), without "!"
+	Args []string // split on Unicode white space, invisible words left out
+	Raw  string   // everything after the name, in NFC
 }
 
 // maxCommandLen bounds what the parser reads; longer messages are not commands.
