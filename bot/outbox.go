@@ -177,8 +177,12 @@ func (b *Bot) failed(ctx context.Context, m store.Outgoing, cause error) (gaveUp
 // answer could not be delivered is told so, in a room that works.
 func (b *Bot) reportGivenUp(ctx context.Context, m store.Outgoing, cause error) error {
 	user := m.Recipient
-	if user == "" && m.RoomID != "" {
-		user, _ = b.store.DMUserOf(ctx, m.RoomID)
+	var dead *deadRoomError
+	if user == "" && errors.As(cause, &dead) {
+		user = dead.reader
+	}
+	if user == "" && m.RoomID != "" && !b.serviceRoom(m.RoomID) {
+		user = b.roomPartner(ctx, m.RoomID)
 	}
 	switch {
 	case m.Kind.Decision() && b.supportRoom != "" && m.RoomID != b.supportRoom && user != "":
@@ -194,6 +198,32 @@ func (b *Bot) reportGivenUp(ctx context.Context, m store.Outgoing, cause error) 
 		})
 	}
 	return nil
+}
+
+// roomPartner is the one person other than guichet in a direct-message
+// room, whether or not they are still there ("" if unknown).
+func (b *Bot) roomPartner(ctx context.Context, room id.RoomID) id.UserID {
+	if user, err := b.store.DMUserOf(ctx, room); err != nil || user != "" {
+		return user
+	}
+	if b.client == nil {
+		return ""
+	}
+	members, err := b.client.StateStore.GetAllMembers(ctx, room)
+	if err != nil {
+		return ""
+	}
+	var partner id.UserID
+	for user := range members {
+		if user == b.client.UserID {
+			continue
+		}
+		if partner != "" {
+			return "" // a group: nobody in particular
+		}
+		partner = user
+	}
+	return partner
 }
 
 // sendGrace is how long a send already under way may still take once
@@ -219,6 +249,18 @@ func txnID(key string) string {
 // errRoomGone is a room where the person the message is for, or guichet
 // itself, no longer is: nobody would read what is sent there.
 var errRoomGone = errors.New("nobody reads this room any more")
+
+// deadRoomError is errRoomGone for a known room and reader (the reader's
+// DM is forgotten by then: the error still says whom to tell).
+type deadRoomError struct {
+	room   id.RoomID
+	reader id.UserID
+}
+
+func (e *deadRoomError) Error() string {
+	return fmt.Sprintf("%s: %s no longer reads %s", errRoomGone, e.reader, e.room)
+}
+func (e *deadRoomError) Is(target error) bool { return target == errRoomGone }
 
 // inviteError is a failed invitation to a new DM.
 type inviteError struct {
@@ -335,7 +377,7 @@ func (b *Bot) destination(ctx context.Context, m *store.Outgoing) (id.RoomID, er
 			if reader != "" {
 				b.forgetDM(ctx, reader, m.RoomID)
 			}
-			return "", errRoomGone
+			return "", &deadRoomError{room: m.RoomID, reader: reader}
 		}
 		return m.RoomID, nil
 	}

@@ -102,6 +102,8 @@ func TestOutboxGivingUpIsNeverSilent(t *testing.T) {
 			[]string{"refus", "n° 4", "refusé"}},
 		{"answer too large", store.Outgoing{Key: "reply:$q", RoomID: "!dm:example.org", ReplyTo: "$q", Recipient: agent},
 			httpErr(413, respErr(mautrix.MTooLarge)), "", agent, []string{"réponse"}},
+		{"answer in the DM the agent left (her DM already forgotten)", store.Outgoing{Key: "reply:$q2", RoomID: "!left:example.org", ReplyTo: "$q2"},
+			&deadRoomError{room: "!left:example.org", reader: agent}, "", agent, []string{"réponse"}},
 		{"a report that cannot be delivered", store.Outgoing{Key: "undelivered:reply:$q", Kind: store.KindUndelivered, DMUser: agent}, forbidden, "", "", nil},
 		{"a command's answer", store.Outgoing{Key: "cmd:$c", RoomID: "!support:example.org"}, forbidden, "", "", nil},
 	}

@@ -3,8 +3,10 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 )
 
@@ -101,4 +103,26 @@ func openedRooms(w *world, user id.UserID) int {
 		}
 	}
 	return n
+}
+
+// Issue 10, 1(d): an agent leaves her DM while her answer streams; the
+// answer cannot reach her there, and she is told so in a new DM instead of
+// nothing.
+func TestOutboxAnswerAfterAgentLeftHerDM(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot := w.tb.Bot.UserID
+	alice, dm := activeAgent(t, w)
+	w.tb.Albert.SetTokenDelay(100 * time.Millisecond) // about 40 pieces: 4 s
+
+	q := w.send(alice, dm, "Explique-moi la réforme")
+	w.expect(alice, "the placeholder", from(bot), in(dm), replyTo(q))
+	if _, err := alice.Client.LeaveRoom(w.ctx(), dm); err != nil {
+		t.Fatal(err)
+	}
+	told := w.expect(alice, "the notice that the answer was not delivered", from(bot), notInRoom(dm), notInRoom(w.tb.SupportRoom),
+		contains("réponse"), msgType(event.MsgNotice))
+	if !told.Encrypted {
+		t.Error("the notice in the new DM was not encrypted")
+	}
 }
