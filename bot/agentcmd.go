@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -46,7 +47,7 @@ func (b *Bot) cmdConditions(ctx context.Context, inv *invocation) (string, error
 }
 
 func (b *Bot) cmdForget(ctx context.Context, inv *invocation) (string, error) {
-	if len(inv.cmd.Args) != 1 || inv.cmd.Args[0] != "confirmer" {
+	if len(inv.cmd.Args) != 1 || !strings.EqualFold(strings.TrimRight(inv.cmd.Args[0], ".!"), "confirmer") {
 		return textForgetConfirm, nil
 	}
 	if err := b.store.Forget(ctx, inv.evt.Sender); err != nil {

@@ -71,21 +71,34 @@ func onlyModerators(b *Bot, ctx context.Context, sender id.UserID) (string, erro
 }
 
 // parseInvocation reads the spec's targets from the command; problem is the
-// answer to give instead of running it.
-func (c *commandSpec) parseInvocation(evt *event.Event, cmd command) (inv *invocation, problem string) {
+// answer to give instead of running it. A command without a target that
+// replies to an agent's request (their message or guichet's
+// acknowledgement) is about that request.
+func (b *Bot) parseInvocation(ctx context.Context, c *commandSpec, evt *event.Event, cmd command) (inv *invocation, problem string, err error) {
 	inv = &invocation{evt: evt, cmd: cmd, rest: cmd.Raw}
 	if c.maxTargets == 0 {
-		return inv, ""
+		return inv, "", nil
 	}
 	targets, bad, rest := splitTargets(cmd.Args)
+	if len(targets) == 0 && len(bad) == 0 {
+		if content, ok := evt.Content.Parsed.(*event.MessageEventContent); ok && content.RelatesTo.GetReplyTo() != "" {
+			req, err := b.requestOfEvent(ctx, content.RelatesTo.GetReplyTo())
+			if err != nil {
+				return nil, "", err
+			}
+			if req != nil {
+				targets = []target{{RequestID: req.ID}}
+			}
+		}
+	}
 	switch {
 	case len(bad) > 0:
-		return nil, textBadTargets(bad)
+		return nil, textBadTargets(bad), nil
 	case len(targets) == 0 || len(targets) > c.maxTargets:
-		return nil, textNoTarget(c.name())
+		return nil, textNoTarget(c.name()), nil
 	}
 	inv.targets, inv.rest = targets, rest
-	return inv, ""
+	return inv, "", nil
 }
 
 // dispatchSupport runs a command typed (or a reaction given) in the support
@@ -120,8 +133,10 @@ func (b *Bot) dispatchSupport(ctx context.Context, evt *event.Event, cmd command
 	if spec == nil {
 		return reply(textUnknownCommand(cmd.Name))
 	}
-	inv, problem := spec.parseInvocation(evt, cmd)
-	if problem != "" {
+	inv, problem, err := b.parseInvocation(ctx, spec, evt, cmd)
+	if err != nil {
+		return err
+	} else if problem != "" {
 		return reply(problem)
 	}
 	text := moderatorHelp()
@@ -149,9 +164,9 @@ func (b *Bot) dispatchDM(ctx context.Context, evt *event.Event, cmd command) (*r
 			return noticeReply(refusal), err
 		}
 	}
-	inv, problem := spec.parseInvocation(evt, cmd)
-	if problem != "" {
-		return noticeReply(problem), nil
+	inv, problem, err := b.parseInvocation(ctx, spec, evt, cmd)
+	if err != nil || problem != "" {
+		return noticeReply(problem), err
 	}
 	if spec.run == nil {
 		return noticeReply(agentHelp()), nil

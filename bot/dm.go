@@ -316,10 +316,15 @@ func (b *Bot) context(ctx context.Context, evt *event.Event, content *event.Mess
 	}
 	kept := turns[first:]
 	msgs := []albert.Message{{Role: "system", Content: b.cfg.SystemPrompt}}
-	if quoted := content.RelatesTo.GetReplyTo(); quoted != "" && !slices.ContainsFunc(kept, func(t store.Turn) bool { return t.EventID == quoted }) {
-		if t, err := b.quotedTurn(ctx, quoted); err != nil {
+	if quoted := content.RelatesTo.GetReplyTo(); quoted != "" {
+		// quotedTurn maps the replied-to event (a question, an answer or
+		// its placeholder) to the turn's own id, which is what kept holds:
+		// a turn still in the window is not sent twice.
+		t, err := b.quotedTurn(ctx, quoted)
+		if err != nil {
 			return nil, err
-		} else if t != nil && albert.EstimateTokens(t.Content) <= budget {
+		}
+		if t != nil && !slices.ContainsFunc(kept, func(k store.Turn) bool { return k.EventID == t.EventID }) && albert.EstimateTokens(t.Content) <= budget {
 			msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
 		}
 	}

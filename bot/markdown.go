@@ -51,12 +51,16 @@ const mdPunct = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 // be a list). A leading space is written as an entity (four would be code),
 // and control characters, line breaks included, become spaces: a value can
 // end no paragraph, list item or table row. Never inside a code span or a
-// link's destination.
+// link's destination. Bidirectional controls are dropped: they could make
+// a reason or an echoed command reorder the sentence around it on screen.
 func literal(s string) string {
 	var b strings.Builder
 	b.Grow(len(s) + len(s)/4)
 	digits := true // only digits so far
 	for i, r := range s {
+		if unicode.Is(unicode.Bidi_Control, r) {
+			continue
+		}
 		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			r = ' '
 		}
@@ -128,6 +132,9 @@ func echoed(s string) string { return code(clip(s, maxEchoed)) }
 func freeText(s string) string { return literal(clip(strings.TrimSpace(s), maxFreeText)) }
 
 func controlToSpace(r rune) rune {
+	if unicode.Is(unicode.Bidi_Control, r) {
+		return -1 // dropped
+	}
 	if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 		return ' '
 	}

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"golang.org/x/net/html"
 	"golang.org/x/net/html/atom"
@@ -44,6 +45,7 @@ var hostile = []struct{ name, s string }{
 	{"thematic break", "---"},
 	{"html comment", "<!-- x -->"},
 	{"control characters", "a\x00b\tc\x1bd\u2028e"},
+	{"bidi controls", "motif \u202eevil\u202c \u2066gpj.exe\u2069 \u200fx"},
 	{"long", strings.Repeat("_a*<b>", 2000)},
 }
 
@@ -271,4 +273,18 @@ type htmlURL struct{ s string }
 func (u *htmlURL) escaped() string {
 	r := strings.NewReplacer("\\", "%5C", "[", "%5B", "]", "%5D", "<", "%3C", ">", "%3E")
 	return r.Replace(u.s)
+}
+
+// Bidirectional controls in a value never reach the message: they could
+// make it reorder the sentence around it.
+func TestBidiControlsAreDropped(t *testing.T) {
+	const v = "motif \u202eevil\u202c \u2066gpj.exe\u2069 \u200fx \u061c"
+	for name, md := range map[string]string{"literal": literal(v), "code": code(v), "freeText": freeText(v), "echoed": echoed(v)} {
+		got := render("x " + md + " y")
+		for _, r := range got.body + got.html {
+			if unicode.Is(unicode.Bidi_Control, r) {
+				t.Errorf("%s: bidi control %U in %q", name, r, got.body)
+			}
+		}
+	}
 }

@@ -263,8 +263,9 @@ func (b *Bot) cmdCapacity(ctx context.Context, inv *invocation) (string, error) 
 		over, err := b.approvals.Overloaded(ctx)
 		return textCapacity(limit, used, counts[approvals.StatusWaitlisted], over), err
 	}
-	limit, err := strconv.Atoi(cmd.Args[0])
-	if err != nil || limit < 0 || len(cmd.Args) > 1 {
+	// "1 000", as French writes thousands, arrives as two words.
+	limit, err := strconv.Atoi(strings.Join(cmd.Args, ""))
+	if err != nil || limit < 0 {
 		return textCapacityUsage, nil
 	}
 	promoted, err := b.approvals.SetCapacity(ctx, evt.Sender, limit)
@@ -294,20 +295,34 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 	if !ok {
 		return nil
 	}
-	ackEvent := content.RelatesTo.EventID
-	ack, err := b.store.OutgoingByEvent(ctx, ackEvent)
-	if err != nil || ack == nil || ack.Kind != store.KindAck {
-		return err
-	}
-	req, err := b.store.RequestByEvent(ctx, ack.Regarding)
-	if errors.Is(err, approvals.ErrNotFound) {
-		return nil
-	} else if err != nil {
+	target := content.RelatesTo.EventID
+	req, err := b.requestOfEvent(ctx, target)
+	if err != nil || req == nil {
 		return err
 	}
 	zerolog.Ctx(ctx).Info().Str("reaction", key).Int64("request_id", req.ID).Msg("Reaction on a request")
 	number := "#" + strconv.FormatInt(req.ID, 10)
-	return b.dispatchSupport(ctx, evt, command{Name: name, Args: []string{number}, Raw: number}, ackEvent)
+	return b.dispatchSupport(ctx, evt, command{Name: name, Args: []string{number}, Raw: number}, target)
+}
+
+// requestOfEvent returns the request a support-room event stands for: the
+// agent's message that opened it, or guichet's acknowledgement of it; nil
+// for any other event.
+func (b *Bot) requestOfEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error) {
+	announcement := evt
+	if sent, err := b.store.OutgoingByEvent(ctx, evt); err != nil {
+		return nil, err
+	} else if sent != nil {
+		if sent.Kind != store.KindAck {
+			return nil, nil
+		}
+		announcement = sent.Regarding
+	}
+	req, err := b.store.RequestByEvent(ctx, announcement)
+	if errors.Is(err, approvals.ErrNotFound) {
+		return nil, nil
+	}
+	return req, err
 }
 
 func (b *Bot) cmdOverload(ctx context.Context, inv *invocation) (string, error) {

@@ -155,3 +155,32 @@ func TestRoomsThatAreNotDirectMessagesAreLeft(t *testing.T) {
 		t.Fatalf("guichet did not leave the DM turned group: %v", err)
 	}
 }
+
+// A moderator who replies to an agent's request with a bare command, or
+// reacts to the agent's own message, decides on that request.
+func TestReplyOrReactionToTheRequestDesignatesIt(t *testing.T) {
+	w := newWorld(t)
+	w.startGuichet()
+	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
+	alice := w.person("alice.martin-interieur.gouv.fr")
+	carol := w.person("carol.durand-education.gouv.fr")
+	aliceAsk, _ := announce(t, w, alice, "Bonjour, je voudrais l'Assistant IA")
+	carolAsk, _ := announce(t, w, carol, "Bonjour aussi")
+
+	reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "!approve",
+		RelatesTo: &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: aliceAsk}}}
+	cmd, err := mod.Send(w.ctx(), room, reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.expect(mod, "the approval", from(bot), replyTo(cmd), contains("validé", "n° 1"))
+	w.expect(alice, "the welcome", from(bot), notInRoom(room), contains("!accepter"))
+
+	if _, err := mod.Client.SendReaction(w.ctx(), room, carolAsk, "❌"); err != nil {
+		t.Fatal(err)
+	}
+	w.expect(mod, "the rejection", from(bot), replyTo(carolAsk), contains("refusée", "n° 2"))
+	if req, err := w.app.Store.LatestRequest(w.ctx(), carol.UserID()); err != nil || req.Status != approvals.StatusRejected {
+		t.Errorf("carol's request = %+v, %v; want rejected", req, err)
+	}
+}
