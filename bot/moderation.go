@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/albert"
 	"guichet/approvals"
 	"guichet/ratelimit"
 	"guichet/store"
@@ -389,5 +390,9 @@ func (b *Bot) cmdStats(ctx context.Context, _ *invocation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return textStats(st, b.gate.Stats(), b.breaker.State(), over, limit, used), nil
+	text := textStats(st, b.gate.Stats(), b.breaker.State(), over, limit, used)
+	if reason, until, paused := b.pause.Paused(); paused {
+		text += "\n" + textStatsPaused(albert.Class(reason), until, b.now(), b.loc)
+	}
+	return text, nil
 }

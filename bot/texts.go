@@ -703,6 +703,15 @@ func textModsKeyPaused(class albert.Class, until, now time.Time, loc *time.Locat
 		"Je vous préviendrai à la reprise."
 }
 
+// textStatsPaused is the line of !stats while the key is paused.
+func textStatsPaused(class albert.Class, until, now time.Time, loc *time.Location) string {
+	why := "budget épuisé"
+	if class == albert.ClassDailyLimit {
+		why = "limite quotidienne atteinte"
+	}
+	return fmt.Sprintf("- ⏸️ clé Albert en pause (%s) %s", why, untilText(until, now, loc))
+}
+
 // textModsKeyResumed tells the support room that Albert answers again after
 // a pause.
 func textModsKeyResumed(class albert.Class) string {

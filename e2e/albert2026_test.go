@@ -54,6 +54,7 @@ func TestAlbert2026LongRefusalsPauseTheKey(t *testing.T) {
 		t.Errorf("a question reached Albert while the key was paused: %d calls", n)
 	}
 	mustContain(t, ask(t, w, alice, dm, "!quota"), "questions : 0 sur")
+	mustContain(t, command(t, w, mod, "!stats"), "clé Albert en pause", "limite quotidienne", "jusqu'à demain 00:00")
 
 	// Midnight in Paris: the next question goes, and the room hears once
 	// that the service is back.
@@ -88,7 +89,7 @@ func TestAlbert2026LongRefusalsPauseTheKey(t *testing.T) {
 	mustContain(t, ask(t, w, alice, dm, "Budget rechargé"), "Voici ma réponse")
 	w.expect(mod, "the second resumption notice", from(bot), in(room), contains("▶️", "budget épuisé"))
 
-	if n := count(mod, from(bot), in(room), contains("⏸️")); n != 3 {
+	if n := count(mod, from(bot), in(room), contains("⏸️", "Albert API refuse")); n != 3 {
 		t.Errorf("%d pause notices in the support room, want 3 (one per pause)", n)
 	}
 	if n := count(mod, from(bot), in(room), contains("surchargé")); n != 0 {
