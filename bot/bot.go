@@ -87,6 +87,7 @@ type Store interface {
 	NextAttempt(ctx context.Context) (time.Time, bool, error)
 	MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error
 	Failed(ctx context.Context, key, reason string, at time.Time, permanent bool) (bool, error)
+	DMRequested(ctx context.Context, key string, at time.Time) error
 	SetDMCreated(ctx context.Context, key string, room id.RoomID) error
 	CountGivenUp(ctx context.Context, since time.Time) (map[store.Kind]int, error)
 	OutgoingByEvent(ctx context.Context, evt id.EventID) (*store.Outgoing, error)
@@ -112,7 +113,6 @@ type Store interface {
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
 	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)
 	Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error)
-	OutgoingKeyForEvent(ctx context.Context, evt id.EventID) (string, bool, error)
 	Setting(ctx context.Context, key string) (string, bool, error)
 	SetSetting(ctx context.Context, key, value string, at time.Time) error
 	StatsSince(ctx context.Context, since time.Time) (store.Stats, error)

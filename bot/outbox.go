@@ -112,7 +112,7 @@ func (b *Bot) deliverPending(ctx context.Context) {
 						return
 					}
 					sendCtx, stop := finishing(ctx, sendGrace)
-					err := b.deliver(sendCtx, m)
+					err := b.send(sendCtx, &m)
 					stop()
 					if err == nil {
 						done.Add(1)
@@ -330,8 +330,15 @@ func failureOf(err error) failure {
 	return failureRetries
 }
 
+// deliver sends m now (see send).
 func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
-	room, err := b.destination(ctx, &m)
+	return b.send(ctx, &m)
+}
+
+// send sends m to a room its reader can read and records it sent. What it
+// learns on the way (the DM room opened for m) is set on m.
+func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
+	room, err := b.destination(ctx, m)
 	if err != nil {
 		return err
 	}
@@ -349,7 +356,7 @@ func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
 		// left, or was removed, and the sync has not said so yet): the DM is
 		// dead. Once per message, a new one is opened at once.
 		b.forgetDM(ctx, m.DMUser, room)
-		if room, err = b.destination(ctx, &m); err != nil {
+		if room, err = b.destination(ctx, m); err != nil {
 			return err
 		}
 		resp, err = b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
@@ -447,11 +454,33 @@ func (b *Bot) abandonRoom(ctx context.Context, room id.RoomID) {
 // openDM creates an encrypted direct-message room for m and records it on
 // m before inviting anyone: creating a room is not idempotent, and an invite
 // that fails (the person's homeserver is down) would otherwise leave one
-// orphan room per attempt.
+// orphan room per attempt. The request itself is recorded first, and the
+// room names m in its creation content, so that a room whose creation
+// answer was lost (a timeout, a crash) is found and used, not created again.
 func (b *Bot) openDM(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
+	log := zerolog.Ctx(ctx).With().Stringer("user_id", m.DMUser).Str("key", m.Key).Logger()
+	if !m.DMRequestedAt.IsZero() {
+		room, err := b.findRequested(ctx, m)
+		if err != nil {
+			return "", err
+		}
+		if room != "" {
+			if err := b.store.SetDMCreated(context.WithoutCancel(ctx), m.Key, room); err != nil {
+				return "", err
+			}
+			m.DMCreated = room
+			log.Info().Stringer("room_id", room).Msg("Found the direct message an interrupted attempt opened")
+			return b.finishDM(ctx, m)
+		}
+	}
+	if err := b.store.DMRequested(context.WithoutCancel(ctx), m.Key, b.now()); err != nil {
+		return "", err
+	}
+	m.DMRequestedAt = b.now()
 	resp, err := b.client.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset:   "trusted_private_chat",
-		IsDirect: true,
+		Preset:          "trusted_private_chat",
+		IsDirect:        true,
+		CreationContent: map[string]any{dmMarker: txnID(m.Key)},
 		InitialState: []*event.Event{{
 			Type:    event.StateEncryption,
 			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
@@ -461,12 +490,54 @@ func (b *Bot) openDM(ctx context.Context, m *store.Outgoing) (id.RoomID, error) 
 		return "", fmt.Errorf("failed to create a direct message room: %w", err)
 	}
 	if err := b.store.SetDMCreated(context.WithoutCancel(ctx), m.Key, resp.RoomID); err != nil {
-		b.abandonRoom(ctx, resp.RoomID)
 		return "", err
 	}
 	m.DMCreated = resp.RoomID
-	zerolog.Ctx(ctx).Info().Stringer("room_id", resp.RoomID).Stringer("user_id", m.DMUser).Str("key", m.Key).Msg("Opened direct message")
+	log.Info().Stringer("room_id", resp.RoomID).Msg("Opened direct message")
 	return b.finishDM(ctx, m)
+}
+
+// dmMarker is the creation-content key of a DM guichet opens, holding the
+// transaction id of the message it was opened for.
+const dmMarker = "guichet.outbox_txn"
+
+// maxOrphanLookups bounds the create events fetched while looking for a
+// room whose creation answer was lost.
+const maxOrphanLookups = 50
+
+// findRequested looks, among the rooms where guichet is alone, for the one
+// an earlier attempt created for m. Create events the state store holds are
+// read there; others are asked for, up to maxOrphanLookups.
+func (b *Bot) findRequested(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
+	resp, err := b.client.JoinedRooms(ctx)
+	if err != nil {
+		return "", fmt.Errorf("failed to list rooms to find one opened earlier: %w", err)
+	}
+	want := txnID(m.Key)
+	states := b.client.StateStore
+	lookups := 0
+	for _, room := range resp.JoinedRooms {
+		if b.serviceRoom(room) {
+			continue
+		}
+		if members, err := states.GetRoomJoinedOrInvitedMembers(ctx, room); err == nil && len(members) > 1 {
+			continue
+		}
+		if create, err := states.GetCreate(ctx, room); err == nil && create != nil {
+			if create.Content.Raw[dmMarker] == want {
+				return room, nil
+			}
+			continue
+		}
+		if lookups++; lookups > maxOrphanLookups {
+			break
+		}
+		var content map[string]any
+		if err := b.client.StateEvent(ctx, room, event.StateCreate, "", &content); err == nil && content[dmMarker] == want {
+			return room, nil
+		}
+	}
+	return "", nil
 }
 
 // finishDM invites m's reader to the room opened for m (unless they already

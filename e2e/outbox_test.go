@@ -1,7 +1,13 @@
 package e2e
 
 import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -125,4 +131,56 @@ func TestOutboxAnswerAfterAgentLeftHerDM(t *testing.T) {
 	if !told.Encrypted {
 		t.Error("the notice in the new DM was not encrypted")
 	}
+}
+
+// Issue 10, 1(b): room creation is not repeated blindly. The homeserver
+// creates guichet's DM but its answer is lost (a timeout, a proxy, a
+// crash): the next attempt finds that room by the message it names and
+// invites the agent there, instead of opening a second one. (Before, the
+// invitation was part of the creation, and a local agent's join let the
+// retry find the room; now that she is invited only once the room is
+// recorded, the room's creation content is what finds it: without it,
+// guichet asked for 2 rooms here.)
+func TestOutboxLostRoomCreationIsNotRepeated(t *testing.T) {
+	w := newWorld(t)
+	target, err := url.Parse(w.tb.HS.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var creations, lost atomic.Int32
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	proxy.FlushInterval = -1
+	proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.Request.Method == http.MethodPost && strings.HasSuffix(resp.Request.URL.Path, "/createRoom") {
+			if creations.Add(1) == 1 && resp.StatusCode == http.StatusOK {
+				lost.Add(1)
+				return errors.New("answer lost on the way back")
+			}
+		}
+		return nil
+	}
+	srv := httptest.NewServer(proxy)
+	t.Cleanup(srv.Close)
+	w.cfg.Matrix.Homeserver = srv.URL
+	w.startGuichet()
+	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
+	alice := w.person("alice.martin-interieur.gouv.fr")
+	announce(t, w, alice, "Bonjour, je voudrais l'Assistant IA")
+
+	command(t, w, mod, "!approve "+alice.UserID().String())
+	welcome := w.expect(alice, "the welcome", from(bot), notInRoom(room), contains("!accepter"))
+	if lost.Load() != 1 {
+		t.Fatalf("%d room creation answers lost, want 1", lost.Load())
+	}
+	if n := creations.Load(); n != 1 {
+		t.Errorf("guichet asked for %d rooms, want 1", n)
+	}
+	joined, err := alice.Client.JoinedRooms(w.ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(joined.JoinedRooms) != 2 {
+		t.Errorf("alice is in %v; want the support room and one DM (%s)", joined.JoinedRooms, welcome.RoomID)
+	}
+	consent(t, w, alice, welcome.RoomID)
 }

@@ -75,7 +75,10 @@ type Outgoing struct {
 	NextAttempt time.Time // when it may be tried again
 	GivenUpAt   time.Time // when guichet stopped trying (zero while it tries)
 	LastError   string
-	DMCreated   id.RoomID // the DM room opened for it, before the invite
+	// DMRequestedAt is when a DM room was asked for it: if the answer was
+	// lost, the room may exist without DMCreated.
+	DMRequestedAt time.Time
+	DMCreated     id.RoomID // the DM room opened for it, before the invite
 }
 
 // KindOfKey is the kind of a key built the way guichet builds them
@@ -151,22 +154,22 @@ func RetryDelay(attempts int) time.Duration {
 }
 
 const outgoingColumns = `key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at, attempts,
-	kind, request_id, regarding, recipient, next_attempt, given_up_at, last_error, dm_created`
+	kind, request_id, regarding, recipient, next_attempt, given_up_at, last_error, dm_requested_at, dm_created`
 
 func scanOutgoing(row dbutil.Scannable) (*Outgoing, error) {
 	var m Outgoing
 	var room, dm, reply, replaces, mentions, kind, regarding, recipient, created string
-	var createdAt, next int64
+	var createdAt, next, requested int64
 	var givenUp sql.NullInt64
 	err := row.Scan(&m.Key, &room, &dm, &reply, &replaces, &m.MsgType, &m.Markdown, &mentions, &createdAt, &m.Attempts,
-		&kind, &m.RequestID, &regarding, &recipient, &next, &givenUp, &m.LastError, &created)
+		&kind, &m.RequestID, &regarding, &recipient, &next, &givenUp, &m.LastError, &requested, &created)
 	if err != nil {
 		return nil, err
 	}
 	m.RoomID, m.DMUser, m.ReplyTo, m.Replaces = id.RoomID(room), id.UserID(dm), id.EventID(reply), id.EventID(replaces)
 	m.Mentions, m.CreatedAt = splitIDs(mentions), fromMS(createdAt)
 	m.Kind, m.Regarding, m.Recipient, m.DMCreated = Kind(kind), id.EventID(regarding), id.UserID(recipient), id.RoomID(created)
-	m.NextAttempt, m.GivenUpAt = fromMS(next), nullMS(givenUp)
+	m.NextAttempt, m.GivenUpAt, m.DMRequestedAt = fromMS(next), nullMS(givenUp), fromMS(requested)
 	return &m, nil
 }
 
@@ -261,6 +264,17 @@ func (s *Store) Failed(ctx context.Context, key, reason string, at time.Time, pe
 func (s *Store) MarkFailed(ctx context.Context, key string, reason string) error {
 	_, err := s.Failed(ctx, key, reason, time.Now(), false)
 	return err
+}
+
+// DMRequested records, before the request, that a direct-message room is
+// being asked for to deliver a message: if the answer is lost (a timeout,
+// a crash), the next attempt knows the room may exist.
+func (s *Store) DMRequested(ctx context.Context, key string, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET dm_requested_at=$2 WHERE key=$1`, key, ms(at))
+	if err != nil {
+		return fmt.Errorf("failed to record the room asked for %s: %w", key, err)
+	}
+	return nil
 }
 
 // SetDMCreated records the direct-message room opened to deliver a message,

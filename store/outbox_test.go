@@ -301,13 +301,20 @@ func TestOutboxDMCreatedAndForget(t *testing.T) {
 	ctx := context.Background()
 	st, _ := open(t)
 	enqueue(t, st, store.Outgoing{Key: "welcome:1", DMUser: alice, CreatedAt: t0})
+	if got, _ := st.Unsent(ctx, 10); !got[0].DMRequestedAt.IsZero() || got[0].DMCreated != "" {
+		t.Fatalf("a new message has a room: %+v", got[0])
+	}
+	if err := st.DMRequested(ctx, "welcome:1", t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.SetDMCreated(ctx, "welcome:1", "!new:x"); err != nil {
 		t.Fatal(err)
 	}
 	fail(t, st, "welcome:1", t0, false)
 	got, err := st.Unsent(ctx, 10)
-	if err != nil || len(got) != 1 || got[0].DMCreated != "!new:x" || got[0].Attempts != 1 || got[0].LastError == "" {
-		t.Fatalf("Unsent = %+v, %v; want the created room, one attempt and its error", got, err)
+	if err != nil || len(got) != 1 || got[0].DMCreated != "!new:x" || !got[0].DMRequestedAt.Equal(t0.Add(time.Second)) ||
+		got[0].Attempts != 1 || got[0].LastError == "" {
+		t.Fatalf("Unsent = %+v, %v; want the room asked for and created, one attempt and its error", got, err)
 	}
 
 	if err := st.SetDMRoom(ctx, alice, "!dead:x", t0); err != nil {

@@ -12,6 +12,10 @@
 --                 are paced per message, with exponential backoff
 --   given_up_at   when guichet stopped trying (a permanent error, or too
 --                 many attempts); the people concerned were told
+--   dm_requested_at  when a direct-message room was asked for it (unix ms;
+--                 0: never): if the answer was lost, a retry looks for that
+--                 room (its creation content names the message) before
+--                 creating another
 --   dm_created    the direct-message room opened for it, recorded before the
 --                 invite: a retry reuses it instead of creating another
 ALTER TABLE outbox ADD COLUMN kind TEXT NOT NULL DEFAULT '';
@@ -20,6 +24,7 @@ ALTER TABLE outbox ADD COLUMN regarding TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN recipient TEXT NOT NULL DEFAULT '';
 ALTER TABLE outbox ADD COLUMN next_attempt BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN given_up_at BIGINT;
+ALTER TABLE outbox ADD COLUMN dm_requested_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN dm_created TEXT NOT NULL DEFAULT '';
 
 -- Existing rows: the kind is the key's prefix; the request or event comes
