@@ -160,7 +160,8 @@ func TestOutboxLostRoomCreationIsNotRepeated(t *testing.T) {
 		return nil
 	}
 	srv := httptest.NewServer(proxy)
-	t.Cleanup(srv.Close)
+	// guichet first: its long-polling sync would hold Close for 30 s.
+	t.Cleanup(func() { w.stopGuichet(); srv.Close() })
 	w.cfg.Matrix.Homeserver = srv.URL
 	w.startGuichet()
 	bot, room, mod := w.tb.Bot.UserID, w.tb.SupportRoom, w.tb.Moderator
