@@ -775,7 +775,8 @@ func textModsUndelivered(user id.UserID, kind store.Kind, requestID int64, why f
 	if requestID != 0 {
 		request = fmt.Sprintf(" (demande n° %d)", requestID)
 	}
-	return fmt.Sprintf("⚠️ Je n'ai pas pu remettre %s à %s%s : %s. Prévenez-la autrement si besoin.",
+	return fmt.Sprintf("⚠️ Je n'ai pas pu remettre %s à %s%s : %s. Prévenez cette personne autrement ; "+
+		"si elle m'écrit en message privé, je lui redirai où en est sa demande.",
 		undeliveredLabel(kind), userText(user), request, cause)
 }
 
