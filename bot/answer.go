@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -11,7 +12,6 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
-	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/albert"
@@ -37,15 +37,17 @@ type answer struct {
 	waited      time.Duration // in Albert's calls and the backoff between them, nothing else
 	ok          bool          // false: the agent got an error sentence instead of an answer
 	notices     []string
+	usage       []store.Usage // the calls made, written when the question is finished
 }
 
 // stream shows the answer while it is generated. Its methods are called from
 // the Albert stream and from its own goroutine.
 type stream struct {
-	b     *Bot
-	room  id.RoomID
-	reply id.EventID
-	key   string
+	b      *Bot
+	room   id.RoomID
+	reply  id.EventID // the question
+	sender id.UserID
+	key    string
 
 	mu          sync.Mutex
 	text        string
@@ -53,14 +55,18 @@ type stream struct {
 	placeholder id.EventID
 	lastSend    time.Time
 	waiting     bool // the display waits for new text: update wakes it
+	full        bool // the placeholder shows all one message can hold: it stops growing
 
 	wake chan struct{}
 	stop chan struct{}
 	done chan struct{}
 }
 
-func (b *Bot) newStream(ctx context.Context, room id.RoomID, reply id.EventID, key string) *stream {
-	s := &stream{b: b, room: room, reply: reply, key: key,
+// newStream starts the display of the answer to evt; placeholder is the
+// message an earlier attempt at the same question showed, which it edits
+// instead of sending another.
+func (b *Bot) newStream(ctx context.Context, evt *event.Event, key string, placeholder id.EventID) *stream {
+	s := &stream{b: b, room: evt.RoomID, reply: evt.ID, sender: evt.Sender, key: key, placeholder: placeholder,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	go s.run(ctx)
 	return s
@@ -88,7 +94,7 @@ func (s *stream) update(text string) {
 func (s *stream) wait() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.waiting = s.text == s.shown
+	s.waiting = s.text == s.shown || s.full
 	return s.waiting
 }
 
@@ -153,43 +159,156 @@ func (s *stream) startTyping(ctx context.Context) {
 
 // show sends the placeholder or an edit with the text so far; it reports
 // whether it tried (so that the next edit waits EditInterval), or had
-// nothing new to show.
+// nothing new to show. The placeholder's send is recorded before it leaves
+// and its event id once known (see placeholderOf), so that a stop or a crash
+// at any point never leaves a second placeholder. Once the text outgrows
+// one message, the placeholder shows the first part and stops growing: the
+// rest comes as continuations with the final answer.
 func (s *stream) show(ctx context.Context) bool {
 	s.mu.Lock()
-	text, shown, placeholder := s.text, s.shown, s.placeholder
+	text, shown, placeholder, full := s.text, s.shown, s.placeholder, s.full
 	s.mu.Unlock()
-	if placeholder != "" && text == shown {
+	if placeholder != "" && (text == shown || full) {
 		return false
 	}
 	display := strings.TrimSpace(text)
+	if display != "" && !fits(display+" …", s.room) {
+		display = splitAnswer(display+" …", s.room)[0]
+		display = strings.TrimSuffix(strings.TrimSuffix(display, "…"), " ")
+		full = true
+	}
 	if display == "" {
 		display = "…"
 	} else {
 		display += " …"
 	}
-	content := format.RenderMarkdown(display, true, false)
-	content.MsgType = event.MsgText
-	content.Mentions = &event.Mentions{}
+	log := zerolog.Ctx(ctx)
+	var content event.Content
 	txn := txnID(fmt.Sprintf("%s:%d", s.key, len(text)))
 	if placeholder == "" {
-		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: s.reply}}
+		content.Parsed = answerContent(display, s.reply, "")
+		content.Raw = map[string]any{placeholderMarker: s.reply.String()}
 		txn = txnID(s.key + ":placeholder")
+		if err := s.b.store.PlaceholderSending(ctx, s.reply, s.room, s.sender, s.b.now()); err != nil {
+			log.Err(err).Msg("Failed to record a placeholder before sending it")
+			return true
+		}
 	} else {
-		content.SetEdit(placeholder)
+		content.Parsed = answerContent(display, "", placeholder)
 	}
 	resp, err := s.b.client.SendMessageEvent(ctx, s.room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txn})
 	if err != nil {
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to show partial answer")
+		log.Warn().Err(err).Msg("Failed to show partial answer")
 		return true // tried: the next attempt waits EditInterval too
+	}
+	if placeholder == "" {
+		if err := s.b.store.SetPlaceholder(context.WithoutCancel(ctx), s.reply, resp.EventID); err != nil {
+			log.Err(err).Msg("Failed to record a placeholder")
+		}
 	}
 	s.mu.Lock()
 	s.shown = text
+	s.full = full
 	if s.placeholder == "" {
 		s.placeholder = resp.EventID
 	}
 	s.lastSend = time.Now()
 	s.mu.Unlock()
 	return true
+}
+
+// placeholderMarker is a field of a placeholder's content naming its
+// question, so that a placeholder whose send was cut by a crash is found.
+const placeholderMarker = "guichet.placeholder_of"
+
+// placeholderOf is the placeholder an earlier attempt at evt showed: the one
+// recorded, else, when a send may have reached the homeserver without its
+// answer being recorded (a crash, a stop, a timeout), guichet's own
+// message in the room that says it is the placeholder of evt ("" if none).
+// The homeserver's transaction ids do not cover that case: a send cut
+// in flight is not recognised when repeated (kill -9 loop, Dendrite).
+func (b *Bot) placeholderOf(ctx context.Context, evt *event.Event) id.EventID {
+	log := zerolog.Ctx(ctx)
+	q, err := b.store.Question(ctx, evt.ID)
+	if err != nil {
+		log.Err(err).Msg("Failed to read the state of a question")
+		return ""
+	}
+	if q.Placeholder != "" || q.PlaceholderAt.IsZero() {
+		return q.Placeholder
+	}
+	found, err := b.findPlaceholder(ctx, evt)
+	if err != nil {
+		// Not found is better than a guess: a second placeholder at worst.
+		log.Warn().Err(err).Msg("Failed to look for a placeholder sent before a stop")
+		return ""
+	}
+	if found != "" {
+		log.Info().Stringer("placeholder", found).Msg("Found the placeholder of an interrupted answer")
+		if err := b.store.SetPlaceholder(ctx, evt.ID, found); err != nil {
+			log.Err(err).Msg("Failed to record a placeholder")
+		}
+	}
+	return found
+}
+
+// maxPlaceholderLookup bounds the events read after a question while
+// looking for its placeholder.
+const maxPlaceholderLookup = 500
+
+// findPlaceholder reads guichet's own messages after evt in its room and
+// returns the one marked as evt's placeholder.
+func (b *Bot) findPlaceholder(ctx context.Context, evt *event.Event) (id.EventID, error) {
+	filter := &mautrix.FilterPart{Senders: []id.UserID{b.client.UserID}, Types: []event.Type{event.EventMessage, event.EventEncrypted}}
+	resp, err := b.client.Context(ctx, evt.RoomID, evt.ID, filter, 100)
+	if err != nil {
+		return "", fmt.Errorf("failed to read the events after %s: %w", evt.ID, err)
+	}
+	events, from := resp.EventsAfter, resp.End
+	for seen := 0; ; {
+		for _, e := range events {
+			if b.isPlaceholderOf(ctx, evt.RoomID, e, evt.ID) {
+				return e.ID, nil
+			}
+		}
+		seen += len(events)
+		if from == "" || len(events) == 0 || seen >= maxPlaceholderLookup {
+			return "", nil
+		}
+		page, err := b.client.Messages(ctx, evt.RoomID, from, "", mautrix.DirectionForward, filter, 100)
+		if err != nil {
+			return "", fmt.Errorf("failed to read the events after %s: %w", evt.ID, err)
+		}
+		events, from = page.Chunk, page.End
+	}
+}
+
+// isPlaceholderOf tells whether e is guichet's placeholder for question.
+func (b *Bot) isPlaceholderOf(ctx context.Context, room id.RoomID, e *event.Event, question id.EventID) bool {
+	if e.Sender != b.client.UserID {
+		return false
+	}
+	if e.RoomID == "" {
+		e.RoomID = room
+	}
+	if e.Type == event.EventEncrypted {
+		if err := e.Content.ParseRaw(e.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return false
+		}
+		enc, ok := e.Content.Parsed.(*event.EncryptedEventContent)
+		// The relation is in clear: only replies to the question are decrypted.
+		if !ok || enc.RelatesTo == nil || enc.RelatesTo.GetReplyTo() != question || enc.RelatesTo.GetReplaceID() != "" || b.crypto == nil {
+			return false
+		}
+		dec, err := b.crypto.Decrypt(ctx, e)
+		if err != nil {
+			zerolog.Ctx(ctx).Debug().Err(err).Stringer("candidate", e.ID).Msg("Failed to decrypt a possible placeholder")
+			return false
+		}
+		e = dec
+	}
+	marker, _ := e.Content.Raw[placeholderMarker].(string)
+	return marker == question.String()
 }
 
 // finish stops the display (and typing, see startTyping) and returns the
@@ -211,7 +330,7 @@ const maxRetryWait = 15 * time.Second
 // holds its own breaker ticket and reports its outcome on it.
 func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, model string) (result answer) {
 	log := zerolog.Ctx(ctx)
-	disp := b.newStream(ctx, evt.RoomID, evt.ID, "reply:"+evt.ID.String())
+	disp := b.newStream(ctx, evt, "reply:"+evt.ID.String(), b.placeholderOf(ctx, evt))
 	result.model = model
 	// result.waited is summed up call by call: it must not include this
 	// stop of the display, which may wait for an edit to be sent.
@@ -249,7 +368,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		cancel()
 		result.waited += b.now().Sub(start)
 		aerr := albert.Classify(err)
-		b.recordUsage(ctx, evt, model, got, b.now().Sub(start), aerr)
+		result.usage = b.usage(result.usage, evt, model, got, b.now().Sub(start), aerr)
 		result.tokens += got.Usage.PromptTokens + got.Usage.CompletionTokens
 		if aerr == nil {
 			ticket.Success()
@@ -336,22 +455,21 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (b *Bot) recordUsage(ctx context.Context, evt *event.Event, model string, got albert.Answer, latency time.Duration, aerr *albert.Error) {
+// usage adds a call to the assistant to the question's usage, which is
+// written with the answer, once (see finish).
+func (b *Bot) usage(acc []store.Usage, evt *event.Event, model string, got albert.Answer, latency time.Duration, aerr *albert.Error) []store.Usage {
 	outcome := "ok"
 	if aerr != nil {
 		outcome = string(aerr.Class)
 		if aerr.Class == albert.ClassCanceled {
-			return
+			return acc
 		}
 	}
-	err := b.store.AddUsage(context.WithoutCancel(ctx), store.Usage{
+	return append(acc, store.Usage{
 		UserID: evt.Sender, RoomID: evt.RoomID, Model: model,
 		PromptTokens: got.Usage.PromptTokens, CompletionTokens: got.Usage.CompletionTokens, Estimated: got.Usage.Estimated,
-		Latency: latency, Outcome: outcome, At: b.now(),
+		Latency: latency, Outcome: outcome, At: b.now(), Question: evt.ID,
 	})
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to record usage")
-	}
 }
 
 // alerts tells operators about Albert incidents once, not once per message:

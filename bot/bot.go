@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -82,6 +83,13 @@ type Store interface {
 	AddInbox(ctx context.Context, item store.InboxItem) (bool, error)
 	MarkDone(ctx context.Context, eventID id.EventID, at time.Time) error
 	UnfinishedInbox(ctx context.Context) ([]store.InboxItem, error)
+	AddUndecrypted(ctx context.Context, item store.InboxItem) error
+	WaitingForKey(ctx context.Context, session id.SessionID) ([]store.InboxItem, error)
+	SettleWaiting(ctx context.Context, evt id.EventID, at time.Time) error
+	Question(ctx context.Context, evt id.EventID) (store.QuestionState, error)
+	SetAdmitted(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time, admitted bool) error
+	PlaceholderSending(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time) error
+	SetPlaceholder(ctx context.Context, evt id.EventID, placeholder id.EventID) error
 	Enqueue(ctx context.Context, msg store.Outgoing) error
 	Due(ctx context.Context, now time.Time, limit int) ([]store.Outgoing, error)
 	NextAttempt(ctx context.Context) (time.Time, bool, error)
@@ -279,6 +287,9 @@ func (b *Bot) connect(ctx context.Context) error {
 		}
 		return fmt.Errorf("failed to start encryption: %w", err)
 	}
+	// Messages recorded while their key was missing are decrypted as soon
+	// as it arrives, whenever that is.
+	helper.Machine().SessionReceived = syncer.keys.sessionReceived
 	cli.Crypto = helper
 	b.crypto = helper
 	if helper.LoginAs != nil {
@@ -374,25 +385,44 @@ func (b *Bot) isModerator(ctx context.Context, user id.UserID) bool {
 	return pl.GetUserLevel(user) >= b.cfg.MinPowerLevel
 }
 
-// onDecryptError asks the sender, once per message, to send it again;
-// cryptohelper has already requested the missing keys from their devices.
+// onDecryptError is told by cryptohelper that a message could not be
+// decrypted. A missing key is waited for longer (see keyWatch): the message
+// is in the inbox, and is answered whenever its key arrives; its sender is
+// asked to send it again only after keyWait. Any other failure will not
+// get better: the sender is asked at once.
 func (b *Bot) onDecryptError(evt *event.Event, err error) {
 	ctx := b.log.WithContext(context.Background())
+	if errors.Is(err, crypto.ErrNoSessionFound) {
+		b.log.Info().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Still waiting for the key of an event")
+		return
+	}
 	b.log.Warn().Err(err).Stringer("event_id", evt.ID).Stringer("room_id", evt.RoomID).Stringer("sender", evt.Sender).Msg("Failed to decrypt event")
 	if evt.Sender == b.client.UserID {
 		return
 	}
-	if evt.RoomID == b.supportRoom {
+	if k := b.keys(); k != nil {
+		k.failed.Store(evt.ID, true)
+	}
+	if serr := b.store.SettleWaiting(ctx, evt.ID, b.now()); serr != nil {
+		b.log.Err(serr).Msg("Failed to settle an undecryptable event")
+	}
+	b.tellUndecryptable(ctx, evt.ID, evt.RoomID, evt.Sender)
+}
+
+// tellUndecryptable asks the sender of a message guichet cannot decrypt,
+// once per message, to send it again.
+func (b *Bot) tellUndecryptable(ctx context.Context, evtID id.EventID, room id.RoomID, sender id.UserID) {
+	if room == b.supportRoom {
 		// Anyone can make the shared room fill with these notices: asked
 		// once per person per approvals.RefusalQuiet.
-		if tell, err := b.approvals.Undecryptable(ctx, evt.Sender, evt.ID); err != nil || !tell {
+		if tell, err := b.approvals.Undecryptable(ctx, sender, evtID); err != nil || !tell {
 			if err != nil {
 				b.log.Err(err).Msg("Failed to audit an undecryptable message")
 			}
 			return
 		}
 	}
-	msg := outgoingNotice("undecryptable:"+evt.ID.String(), evt.RoomID, evt.ID, textUndecryptable, b.now(), evt.Sender)
+	msg := outgoingNotice("undecryptable:"+evtID.String(), room, evtID, textUndecryptable, b.now(), sender)
 	if err := b.store.Enqueue(ctx, msg); err != nil {
 		b.log.Err(err).Msg("Failed to queue decryption notice")
 		return

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -84,6 +85,7 @@ type reply struct {
 	turns    []store.Turn
 	leave    bool          // leave the room once the reply is sent
 	albert   time.Duration // spent waiting for the assistant, if it was asked
+	charge   *charge       // what the question costs, settled with the reply
 }
 
 func noticeReply(text string) *reply { return &reply{text: text, msgType: event.MsgNotice} }
@@ -137,10 +139,23 @@ func (b *Bot) leaveGroup(ctx context.Context, item store.InboxItem, text string)
 	}
 }
 
-// finish queues the reply (if any), stores the turns and marks the message done.
+// finish queues the reply (if any), settles what the question costs,
+// stores the turns and marks the message done, in one transaction: a stop
+// before it handles the message again (continuing what was recorded of it,
+// see count and placeholderOf), a stop after it never does. An answer too
+// long for one event is queued as several messages (see splitAnswer): the
+// first replaces the placeholder or replies to the question, the others
+// reply to the first (to the question when the first is not sent yet).
 func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 	ctx = context.WithoutCancel(ctx)
 	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		if r != nil && r.charge != nil {
+			warnings, err := b.settle(ctx, r.charge)
+			if err != nil {
+				return err
+			}
+			r.after = append(r.after, warnings...)
+		}
 		if r != nil && r.text != "" {
 			for i, n := range r.notices {
 				msg := outgoingNotice(fmt.Sprintf("notice:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
@@ -148,12 +163,18 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 					return err
 				}
 			}
-			msg := store.Outgoing{
-				Key: "reply:" + item.EventID.String(), RoomID: item.RoomID, ReplyTo: item.EventID, Replaces: r.replaces,
-				MsgType: string(r.msgType), Markdown: r.text, CreatedAt: b.now(),
-			}
-			if err := b.store.Enqueue(ctx, msg); err != nil {
-				return err
+			for i, part := range splitAnswer(r.text, item.RoomID) {
+				msg := store.Outgoing{
+					Key: "reply:" + item.EventID.String(), Kind: store.KindReply, RoomID: item.RoomID, ReplyTo: item.EventID,
+					Regarding: item.EventID, Replaces: r.replaces, MsgType: string(r.msgType), Markdown: part, CreatedAt: b.now(),
+				}
+				if i > 0 {
+					msg.Key, msg.Replaces = fmt.Sprintf("reply:%s:%d", item.EventID, i+1), ""
+					msg.ReplyTo = cmp.Or(r.replaces, item.EventID)
+				}
+				if err := b.store.Enqueue(ctx, msg); err != nil {
+					return err
+				}
 			}
 			for i, n := range r.after {
 				msg := outgoingNotice(fmt.Sprintf("after:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
@@ -274,12 +295,17 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	}
 	res := b.ask(ctx, evt, msgs, model)
 	release(res.tokens)
-	warnings := b.settle(ctx, evt, res)
 	if res.text == "" {
-		return &reply{}, ctx.Err()
+		// Nothing to say (the call was cancelled): the question is given
+		// back, unless guichet is stopping and will handle it again.
+		return &reply{charge: &charge{evt: evt, usage: res.usage}}, ctx.Err()
 	}
-	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited}
-	r.after = warnings
+	over, err := b.approvals.Overloaded(ctx)
+	if err != nil {
+		zerolog.Ctx(ctx).Err(err).Msg("Failed to read overload mode")
+	}
+	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited,
+		charge: &charge{evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}}
 	if !res.ok {
 		r.msgType = event.MsgNotice
 		if res.placeholder != "" {

@@ -11,6 +11,7 @@ import (
 
 	"guichet/albert"
 	"guichet/ratelimit"
+	"guichet/store"
 )
 
 // admit applies the key's pause, the per-agent limits, the breaker and the
@@ -26,7 +27,7 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := b.limiter.Check(ctx, evt.Sender, over)
+	dec, err := b.count(ctx, evt, over)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -38,7 +39,7 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 		*notices = append(*notices, textLimitWarning(k))
 	}
 	refund := func() {
-		if err := b.limiter.Refund(context.WithoutCancel(ctx), evt.Sender); err != nil {
+		if err := b.refund(context.WithoutCancel(ctx), evt); err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to refund a question")
 		}
 	}
@@ -183,28 +184,78 @@ func (b *Bot) tellNow(ctx context.Context, key string, evt *event.Event, text st
 	b.nudge()
 }
 
-// settle charges the answer's tokens and returns the daily-limit warnings.
-func (b *Bot) settle(ctx context.Context, evt *event.Event, res answer) []string {
-	ctx = context.WithoutCancel(ctx)
-	if !res.ok {
-		if err := b.limiter.Refund(ctx, evt.Sender); err != nil {
-			zerolog.Ctx(ctx).Err(err).Msg("Failed to refund a question")
+// count applies the per-agent limits to a question, once: its admission is
+// recorded under its event id in the transaction that counts it, so that a
+// question handled again after a stop or a crash is not counted again.
+func (b *Bot) count(ctx context.Context, evt *event.Event, over bool) (ratelimit.Decision, error) {
+	var dec ratelimit.Decision
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		q, err := b.store.Question(ctx, evt.ID)
+		if err != nil {
+			return err
 		}
-		return nil
-	}
-	over, err := b.approvals.Overloaded(ctx)
+		if !q.AdmittedAt.IsZero() {
+			zerolog.Ctx(ctx).Info().Msg("Question counted before a restart: not counted again")
+			dec = ratelimit.Decision{Allowed: true}
+			return nil
+		}
+		if dec, err = b.limiter.Check(ctx, evt.Sender, over); err != nil || !dec.Allowed {
+			return err
+		}
+		return b.store.SetAdmitted(ctx, evt.ID, evt.RoomID, evt.Sender, b.now(), true)
+	})
 	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to read overload mode")
+		return ratelimit.Decision{}, fmt.Errorf("failed to count a question: %w", err)
 	}
-	warn, err := b.limiter.Record(ctx, evt.Sender, res.tokens, over)
+	return dec, nil
+}
+
+// refund gives back a counted question, once, in one transaction with the
+// record of its admission.
+func (b *Bot) refund(ctx context.Context, evt *event.Event) error {
+	return b.store.InTx(ctx, func(ctx context.Context) error {
+		q, err := b.store.Question(ctx, evt.ID)
+		if err != nil || q.AdmittedAt.IsZero() {
+			return err
+		}
+		if err := b.limiter.Refund(ctx, evt.Sender); err != nil {
+			return err
+		}
+		return b.store.SetAdmitted(ctx, evt.ID, evt.RoomID, evt.Sender, b.now(), false)
+	})
+}
+
+// charge is what a question costs: settled in the transaction that
+// finishes it, so that it is charged once whatever stops guichet.
+type charge struct {
+	evt    *event.Event
+	ok     bool // answered: the tokens are counted; otherwise the question is given back
+	tokens int
+	usage  []store.Usage
+	over   bool // overload mode when the answer came
+}
+
+// settle charges the answer's tokens (or gives the question back) and
+// writes its usage; it runs in finish's transaction and returns the
+// daily-limit warnings.
+func (b *Bot) settle(ctx context.Context, c *charge) ([]string, error) {
+	for _, u := range c.usage {
+		if err := b.store.AddUsage(ctx, u); err != nil {
+			return nil, err
+		}
+	}
+	if !c.ok {
+		return nil, b.refund(ctx, c.evt)
+	}
+	warn, err := b.limiter.Record(ctx, c.evt.Sender, c.tokens, c.over)
 	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to record tokens")
+		return nil, err
 	}
 	var out []string
 	for _, k := range warn {
 		out = append(out, textLimitWarning(k))
 	}
-	return out
+	return out, nil
 }
 
 // onBreaker tells the support room once when Albert's overload slows

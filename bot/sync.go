@@ -24,10 +24,11 @@ type syncer struct {
 	bot   *Bot
 	store *deferredStore
 	otk   *otkKeeper
+	keys  *keyWatch
 }
 
 func newSyncer(b *Bot) *syncer {
-	s := &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b}
+	s := &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b, keys: newKeyWatch(b)}
 	// Typing notices and receipts (our own included) would wake the sync
 	// for nothing: guichet never reads them.
 	s.FilterJSON = &mautrix.Filter{Room: &mautrix.RoomFilter{
@@ -92,6 +93,9 @@ func (s *syncer) register() {
 	}
 	s.OnSync(s.dropOldMessages)
 	s.OnEventType(event.StateMember, s.bot.onMember)
+	// After cryptohelper's own handler: what it could not decrypt yet is
+	// recorded before the sync token moves.
+	s.OnEventType(event.EventEncrypted, s.keys.onEncrypted)
 	s.OnEventType(event.EventMessage, s.bot.onMessage)
 	s.OnEventType(event.EventReaction, s.bot.onMessage)
 	s.OnEventType(event.EventRedaction, s.bot.onRedaction)
@@ -243,6 +247,9 @@ func (b *Bot) onMessage(ctx context.Context, evt *event.Event) {
 	if evt.Sender == b.client.UserID || evt.Mautrix.EventSource&event.SourceTimeline == 0 && evt.Mautrix.EventSource&event.SourceDecrypted == 0 {
 		return
 	}
+	if k := b.keys(); k != nil {
+		k.sawDecrypted(evt)
+	}
 	if evt.Type == event.EventReaction && evt.RoomID != b.supportRoom {
 		return
 	}
@@ -289,17 +296,30 @@ func (b *Bot) onRedaction(ctx context.Context, evt *event.Event) {
 	log.Info().Msg("Forgot a redacted message")
 }
 
-// resumeInbox restarts the work a stop interrupted.
+// resumeInbox restarts the work a stop interrupted, and starts the watch
+// of the messages waiting for their key (those recorded before the stop
+// first: their key may have come meanwhile).
 func (b *Bot) resumeInbox(ctx context.Context) error {
 	items, err := b.store.UnfinishedInbox(ctx)
 	if err != nil {
 		return err
 	}
 	// Support-room events are handled in one transaction with their inbox
-	// row, so only DM messages can be left unfinished.
+	// row, so only DM messages can be left unfinished (and events of any
+	// room still waiting for their key, left to the watch).
 	for _, item := range items {
+		if item.WaitingSession != "" {
+			continue
+		}
 		zerolog.Ctx(ctx).Info().Stringer("event_id", item.EventID).Msg("Resuming interrupted work")
 		b.converse(ctx, item)
+	}
+	if k := b.keys(); k != nil {
+		b.work.Add(1)
+		go func() {
+			defer b.work.Done()
+			k.run(ctx)
+		}()
 	}
 	return nil
 }

@@ -16,19 +16,74 @@ type InboxItem struct {
 	Sender     id.UserID
 	EventJSON  []byte
 	ReceivedAt time.Time
+	// WaitingSession is the Megolm session an encrypted event waits for
+	// ("" once decrypted): EventJSON is then the encrypted event.
+	WaitingSession id.SessionID
 }
 
 // AddInbox records an incoming event; it returns false if the event was
 // already recorded (a replayed sync), in which case the caller does nothing.
+// A decrypted event replaces the encrypted one recorded while it waited for
+// its key, and counts as fresh then: exactly one of the paths that decrypt
+// it (the sync, the key's arrival, a restart) acts on it.
 func (s *Store) AddInbox(ctx context.Context, item InboxItem) (bool, error) {
 	res, err := s.db.Exec(ctx, `INSERT INTO inbox (event_id, room_id, sender, event_json, received_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO UPDATE SET event_json=excluded.event_json, waiting_session=''
+		WHERE inbox.waiting_session <> '' AND inbox.done_at IS NULL`,
 		item.EventID, item.RoomID, item.Sender, string(item.EventJSON), ms(item.ReceivedAt))
 	if err != nil {
 		return false, fmt.Errorf("failed to record event %s: %w", item.EventID, err)
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// AddUndecrypted records an encrypted event whose key has not arrived, so
+// that it survives a stop before the key comes; it changes nothing if the
+// event was recorded already (decrypted, or waiting).
+func (s *Store) AddUndecrypted(ctx context.Context, item InboxItem) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO inbox (event_id, room_id, sender, event_json, received_at, waiting_session)
+		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id) DO NOTHING`,
+		item.EventID, item.RoomID, item.Sender, string(item.EventJSON), ms(item.ReceivedAt), item.WaitingSession)
+	if err != nil {
+		return fmt.Errorf("failed to record encrypted event %s: %w", item.EventID, err)
+	}
+	return nil
+}
+
+// WaitingForKey lists the recorded events still waiting for a Megolm key:
+// those of one session, or all of them when session is "".
+func (s *Store) WaitingForKey(ctx context.Context, session id.SessionID) ([]InboxItem, error) {
+	q := `SELECT ` + inboxColumns + ` FROM inbox WHERE waiting_session <> '' AND done_at IS NULL`
+	args := []any{}
+	if session != "" {
+		q += ` AND waiting_session=$1`
+		args = append(args, session)
+	}
+	return s.scanInbox(ctx, q+` ORDER BY received_at`, args...)
+}
+
+const inboxColumns = `event_id, room_id, sender, event_json, received_at, waiting_session`
+
+func (s *Store) scanInbox(ctx context.Context, query string, args ...any) ([]InboxItem, error) {
+	rows, err := s.db.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []InboxItem
+	for rows.Next() {
+		var it InboxItem
+		var evt, room, sender, js, session string
+		var at int64
+		if err := rows.Scan(&evt, &room, &sender, &js, &at, &session); err != nil {
+			return nil, err
+		}
+		it.EventID, it.RoomID, it.Sender, it.EventJSON, it.ReceivedAt = id.EventID(evt), id.RoomID(room), id.UserID(sender), []byte(js), fromMS(at)
+		it.WaitingSession = id.SessionID(session)
+		out = append(out, it)
+	}
+	return out, rows.Err()
 }
 
 // MarkDone records that the work an event asked for is finished.
@@ -49,25 +104,10 @@ func (s *Store) InboxDone(ctx context.Context, eventID id.EventID) (recorded, do
 	return true, doneAt.Valid, nil
 }
 
-// UnfinishedInbox lists recorded events whose work a stop interrupted.
+// UnfinishedInbox lists recorded events whose work a stop interrupted,
+// those still waiting for their key included.
 func (s *Store) UnfinishedInbox(ctx context.Context) ([]InboxItem, error) {
-	rows, err := s.db.Query(ctx, `SELECT event_id, room_id, sender, event_json, received_at FROM inbox WHERE done_at IS NULL ORDER BY received_at`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []InboxItem
-	for rows.Next() {
-		var it InboxItem
-		var evt, room, sender, js string
-		var at int64
-		if err := rows.Scan(&evt, &room, &sender, &js, &at); err != nil {
-			return nil, err
-		}
-		it.EventID, it.RoomID, it.Sender, it.EventJSON, it.ReceivedAt = id.EventID(evt), id.RoomID(room), id.UserID(sender), []byte(js), fromMS(at)
-		out = append(out, it)
-	}
-	return out, rows.Err()
+	return s.scanInbox(ctx, `SELECT `+inboxColumns+` FROM inbox WHERE done_at IS NULL ORDER BY received_at`)
 }
 
 // Turn is one message of a conversation.
@@ -243,13 +283,14 @@ type Usage struct {
 	Latency          time.Duration
 	Outcome          string // "ok" or an error class
 	At               time.Time
+	Question         id.EventID // the question the call was made for, if any
 }
 
 // AddUsage appends a row to the usage ledger.
 func (s *Store) AddUsage(ctx context.Context, u Usage) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At))
+	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at, question)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At), u.Question)
 	if err != nil {
 		return fmt.Errorf("failed to record usage: %w", err)
 	}
@@ -318,4 +359,95 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 	}
 	outbox, _ := res.RowsAffected()
 	return inbox + outbox, nil
+}
+
+// QuestionState is what handling a question did outside the transaction
+// that finishes it (see migration 06): a replay after a stop or a crash
+// reads it to continue the question rather than start it again.
+type QuestionState struct {
+	EventID id.EventID
+	// AdmittedAt is when the per-agent limits counted the question (zero:
+	// not counted, or given back).
+	AdmittedAt time.Time
+	// PlaceholderAt is when the send of its placeholder started (zero:
+	// never); Placeholder is the placeholder's event id once known.
+	PlaceholderAt time.Time
+	Placeholder   id.EventID
+}
+
+// Question returns what was recorded of a question (the zero state, with
+// EventID set, if nothing was).
+func (s *Store) Question(ctx context.Context, evt id.EventID) (QuestionState, error) {
+	q := QuestionState{EventID: evt}
+	var admitted, placeholderAt int64
+	var placeholder string
+	err := s.db.QueryRow(ctx, `SELECT admitted_at, placeholder_at, placeholder FROM question WHERE event_id=$1`, evt).
+		Scan(&admitted, &placeholderAt, &placeholder)
+	if isNoRows(err) {
+		return q, nil
+	} else if err != nil {
+		return q, fmt.Errorf("failed to read the state of question %s: %w", evt, err)
+	}
+	if admitted != 0 {
+		q.AdmittedAt = fromMS(admitted)
+	}
+	if placeholderAt != 0 {
+		q.PlaceholderAt = fromMS(placeholderAt)
+	}
+	q.Placeholder = id.EventID(placeholder)
+	return q, nil
+}
+
+const upsertQuestionQuery = `INSERT INTO question (event_id, room_id, user_id, created_at) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (event_id) DO NOTHING`
+
+// SetAdmitted records whether a question is counted by the per-agent
+// limits; call it in the transaction that changes the counters.
+func (s *Store) SetAdmitted(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time, admitted bool) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.db.Exec(ctx, upsertQuestionQuery, evt, room, user, ms(at)); err != nil {
+			return fmt.Errorf("failed to record question %s: %w", evt, err)
+		}
+		var v int64
+		if admitted {
+			v = ms(at)
+		}
+		if _, err := s.db.Exec(ctx, `UPDATE question SET admitted_at=$2 WHERE event_id=$1`, evt, v); err != nil {
+			return fmt.Errorf("failed to record the admission of question %s: %w", evt, err)
+		}
+		return nil
+	})
+}
+
+// PlaceholderSending records that the placeholder of a question is about to
+// be sent; it is committed before the request leaves.
+func (s *Store) PlaceholderSending(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time) error {
+	return s.InTx(ctx, func(ctx context.Context) error {
+		if _, err := s.db.Exec(ctx, upsertQuestionQuery, evt, room, user, ms(at)); err != nil {
+			return fmt.Errorf("failed to record question %s: %w", evt, err)
+		}
+		_, err := s.db.Exec(ctx, `UPDATE question SET placeholder_at=$2 WHERE event_id=$1 AND placeholder_at=0`, evt, ms(at))
+		if err != nil {
+			return fmt.Errorf("failed to record the placeholder of question %s: %w", evt, err)
+		}
+		return nil
+	})
+}
+
+// SetPlaceholder records the placeholder's event id once the homeserver gave it.
+func (s *Store) SetPlaceholder(ctx context.Context, evt id.EventID, placeholder id.EventID) error {
+	if _, err := s.db.Exec(ctx, `UPDATE question SET placeholder=$2 WHERE event_id=$1`, evt, placeholder); err != nil {
+		return fmt.Errorf("failed to record the placeholder of question %s: %w", evt, err)
+	}
+	return nil
+}
+
+// SettleWaiting marks done an event still waiting for its key (given up,
+// or decrypted into something guichet does not act on); an event decrypted
+// and recorded meanwhile is left to its handler.
+func (s *Store) SettleWaiting(ctx context.Context, evt id.EventID, at time.Time) error {
+	if _, err := s.db.Exec(ctx, `UPDATE inbox SET done_at=$2 WHERE event_id=$1 AND waiting_session <> '' AND done_at IS NULL`, evt, ms(at)); err != nil {
+		return fmt.Errorf("failed to settle encrypted event %s: %w", evt, err)
+	}
+	return nil
 }
