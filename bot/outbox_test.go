@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/store"
@@ -180,5 +184,122 @@ func TestOutboxTemporaryFailuresThenGivingUp(t *testing.T) {
 	reports, _ := st.Due(ctx, now, 10)
 	if len(reports) != 1 || reports[0].RoomID != b.supportRoom || !strings.Contains(reports[0].Markdown, "plusieurs essais") {
 		t.Fatalf("reports = %+v, want one to the support room", reports)
+	}
+}
+
+// fakeHomeserver records the requests guichet makes and answers {} to each.
+type fakeHomeserver struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (f *fakeHomeserver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	f.seen = append(f.seen, r.Method+" "+r.URL.Path)
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte("{}"))
+}
+
+func (f *fakeHomeserver) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.seen)
+}
+
+// Issue 10, 1(a): guichet knows, from its state store, whether the person a
+// message is for (and guichet itself) can still read a room, before
+// sending: a DM the agent or guichet left is dead and forgotten, a room an
+// earlier attempt opened is reused, and one the agent refused is not
+// offered again.
+func TestOutboxDestination(t *testing.T) {
+	const (
+		me    = id.UserID("@guichet:example.org")
+		agent = id.UserID("@agent:example.org")
+	)
+	join, invite, leave := event.MembershipJoin, event.MembershipInvite, event.MembershipLeave
+	type members map[id.UserID]event.Membership
+	tests := []struct {
+		name       string
+		rooms      map[id.RoomID]members
+		dm         id.RoomID // agent's recorded DM
+		msg        store.Outgoing
+		want       id.RoomID
+		wantErr    error
+		wantDM     id.RoomID // agent's recorded DM afterwards
+		wantLeaves []id.RoomID
+	}{
+		{name: "her DM, both in it",
+			rooms: map[id.RoomID]members{"!dm": {me: join, agent: join}}, dm: "!dm",
+			msg: store.Outgoing{Key: "reply:$q", RoomID: "!dm"}, want: "!dm", wantDM: "!dm"},
+		{name: "her DM, she is invited",
+			rooms: map[id.RoomID]members{"!dm": {me: join, agent: invite}}, dm: "!dm",
+			msg: store.Outgoing{Key: "welcome:1", DMUser: agent}, want: "!dm", wantDM: "!dm"},
+		{name: "an answer in the DM she left",
+			rooms: map[id.RoomID]members{"!dm": {me: join, agent: leave}}, dm: "!dm",
+			msg: store.Outgoing{Key: "reply:$q", RoomID: "!dm"}, wantErr: errRoomGone, wantDM: "", wantLeaves: []id.RoomID{"!dm"}},
+		{name: "a notice in the room guichet left",
+			rooms: map[id.RoomID]members{"!group": {me: leave, agent: join}}, dm: "!group",
+			msg: store.Outgoing{Key: "revoked:3", RoomID: "!group", Recipient: agent}, wantErr: errRoomGone, wantDM: ""},
+		{name: "a welcome after she left: the room an earlier attempt opened",
+			rooms: map[id.RoomID]members{"!dm": {me: join, agent: leave}, "!new": {me: join, agent: invite}}, dm: "!dm",
+			msg:  store.Outgoing{Key: "welcome:1", DMUser: agent, DMCreated: "!new"},
+			want: "!new", wantDM: "!new", wantLeaves: []id.RoomID{"!dm"}},
+		{name: "the room opened for it, which she refused",
+			rooms: map[id.RoomID]members{"!new": {me: join, agent: leave}},
+			msg:   store.Outgoing{Key: "welcome:1", DMUser: agent, DMCreated: "!new"}, wantErr: errRoomGone, wantDM: ""},
+		{name: "a decision after guichet left her DM, reusing the room an earlier attempt opened",
+			rooms: map[id.RoomID]members{"!group": {me: leave, agent: join}, "!new": {me: join, agent: join}}, dm: "!group",
+			msg:  store.Outgoing{Key: "rejected:2", DMUser: agent, DMCreated: "!new"},
+			want: "!new", wantDM: "!new"},
+		{name: "the support room is not checked",
+			rooms: map[id.RoomID]members{}, msg: store.Outgoing{Key: "ack:$a", RoomID: "!support:example.org"}, want: "!support:example.org"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+			b, st := outboxBot(t, &now)
+			hs := &fakeHomeserver{}
+			srv := httptest.NewServer(hs)
+			t.Cleanup(srv.Close)
+			cli, err := mautrix.NewClient(srv.URL, me, "token")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cli.StateStore = mautrix.NewMemoryStateStore()
+			b.client = cli
+			for room, ms := range tt.rooms {
+				for user, m := range ms {
+					if err := cli.StateStore.SetMembership(ctx, room, user, m); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if tt.dm != "" {
+				if err := st.SetDMRoom(ctx, agent, tt.dm, now); err != nil {
+					t.Fatal(err)
+				}
+			}
+			m := tt.msg
+			got, err := b.destination(ctx, &m)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Errorf("destination = %q, %v; want %q, %v", got, err, tt.want, tt.wantErr)
+			}
+			if dm, _ := st.DMRoom(ctx, agent); dm != tt.wantDM {
+				t.Errorf("agent's DM afterwards = %q, want %q", dm, tt.wantDM)
+			}
+			var leaves []id.RoomID
+			for _, r := range hs.requests() {
+				if strings.HasSuffix(r, "/leave") {
+					leaves = append(leaves, id.RoomID(strings.TrimSuffix(strings.TrimPrefix(r, "POST /_matrix/client/v3/rooms/"), "/leave")))
+				} else {
+					t.Errorf("unexpected request %s", r)
+				}
+			}
+			if !slices.Equal(leaves, tt.wantLeaves) {
+				t.Errorf("left %v, want %v", leaves, tt.wantLeaves)
+			}
+		})
 	}
 }
