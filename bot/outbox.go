@@ -192,8 +192,13 @@ func (b *Bot) reportGivenUp(ctx context.Context, m store.Outgoing, cause error) 
 			CreatedAt: b.now(),
 		})
 	case m.Kind == store.KindReply && user != "":
+		// One notice per question, however many parts its answer had.
+		key := "undelivered:" + m.Key
+		if m.Regarding != "" {
+			key = "undelivered:reply:" + m.Regarding.String()
+		}
 		return b.store.Enqueue(ctx, store.Outgoing{
-			Key: "undelivered:" + m.Key, Kind: store.KindUndelivered, DMUser: user, Recipient: user, Regarding: m.Regarding,
+			Key: key, Kind: store.KindUndelivered, DMUser: user, Recipient: user, Regarding: m.Regarding,
 			MsgType: string(event.MsgNotice), Markdown: textAnswerUndelivered, CreatedAt: b.now(),
 		})
 	}

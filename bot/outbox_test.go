@@ -154,6 +154,31 @@ func TestOutboxGivingUpIsNeverSilent(t *testing.T) {
 	}
 }
 
+// An answer split into several messages that cannot be delivered is
+// reported once.
+func TestOutboxUndeliveredAnswerReportedOnce(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+	b, st := outboxBot(t, &now)
+	const agent = id.UserID("@agent:example.org")
+	for _, key := range []string{"reply:$q", "reply:$q:2", "reply:$q:3"} {
+		msg := store.Outgoing{Key: key, Kind: store.KindReply, Regarding: "$q", RoomID: "!dm:example.org", MsgType: "m.text", Markdown: "x", CreatedAt: now}
+		if err := st.Enqueue(ctx, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parts, _ := st.Due(ctx, now, 10)
+	for _, m := range parts {
+		if gaveUp, _ := b.failed(ctx, m, &deadRoomError{room: m.RoomID, reader: agent}); !gaveUp {
+			t.Fatalf("%s not given up", m.Key)
+		}
+	}
+	reports, _ := st.Due(ctx, now, 10)
+	if len(reports) != 1 || reports[0].DMUser != agent {
+		t.Errorf("reports = %+v, want one to the agent", reports)
+	}
+}
+
 // A temporary failure is retried later, on the message's own schedule, and
 // tells nobody yet; the twentieth gives up and tells the moderators.
 func TestOutboxTemporaryFailuresThenGivingUp(t *testing.T) {
