@@ -6,6 +6,7 @@ package bot
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,6 +218,28 @@ func TestAdversarialMoreTextsShowValuesLiterally(t *testing.T) {
 			t.Run(tt.name+"/"+h.name, func(t *testing.T) {
 				checkLiteral(t, tt.text(h.s), tt.text(benign), collapse(tt.want(h.s)))
 			})
+		}
+	}
+}
+
+// README: targets may be listed "with spaces, commas, et": a list typed
+// with commas and no spaces is one word to the parser.
+func TestAdversarialTargetsJoinedByCommasWithoutSpaces(t *testing.T) {
+	t.Skip("BUG: '!approve #1,#2,#3' answers 'Je ne reconnais pas #1,#2,#3'; '!approve n°1,n°2' answers 'Pour qui ?'")
+	tests := []struct {
+		args string
+		want []target
+		rest string
+	}{
+		{"#1,#2,#3 spam", []target{{RequestID: 1}, {RequestID: 2}, {RequestID: 3}}, "spam"},
+		{"@a:b,@c:d ok", []target{{User: "@a:b"}, {User: "@c:d"}}, "ok"},
+		{"#1;#2", []target{{RequestID: 1}, {RequestID: 2}}, ""},
+		{"n°1,n°2", []target{{RequestID: 1}, {RequestID: 2}}, ""},
+	}
+	for _, tt := range tests {
+		targets, bad, rest := splitTargets(strings.Fields(tt.args))
+		if !slices.Equal(targets, tt.want) || len(bad) != 0 || rest != tt.rest {
+			t.Errorf("splitTargets(%q) = %+v, %q, %q; want %+v, none, %q", tt.args, targets, bad, rest, tt.want, tt.rest)
 		}
 	}
 }
