@@ -10,6 +10,7 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
@@ -426,5 +427,51 @@ func TestUpgradeToOutboxColumns(t *testing.T) {
 	}
 	if counts, err := st.CountGivenUp(ctx, time.Time{}); err != nil || counts[store.KindRevoked] != 1 {
 		t.Errorf("CountGivenUp = %v, %v; want the revocation v4 gave up", counts, err)
+	}
+}
+
+// BenchmarkOutboxDue reads the due messages of an outbox holding 20,000
+// delivered rows (two weeks of a busy desk before pruning), 300 rows held
+// behind a failing one, and one due row in another room.
+func BenchmarkOutboxDue(b *testing.B) {
+	ctx := context.Background()
+	db, err := store.Open(filepath.Join(b.TempDir(), "guichet.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	st := store.New(db, zerolog.Nop())
+	if err := st.Upgrade(ctx); err != nil {
+		b.Fatal(err)
+	}
+	err = st.InTx(ctx, func(ctx context.Context) error {
+		for i := range 20000 {
+			key := fmt.Sprintf("reply:$%d", i)
+			if err := st.Enqueue(ctx, store.Outgoing{Key: key, RoomID: other, MsgType: "m.text", Markdown: "x", CreatedAt: t0}); err != nil {
+				return err
+			}
+			if err := st.MarkSent(ctx, key, id.EventID("$s"+key), t0); err != nil {
+				return err
+			}
+		}
+		for i := range 300 {
+			if err := st.Enqueue(ctx, store.Outgoing{Key: fmt.Sprintf("stuck:%d", i), RoomID: room, MsgType: "m.notice", Markdown: "x", CreatedAt: t0}); err != nil {
+				return err
+			}
+		}
+		return st.Enqueue(ctx, store.Outgoing{Key: "due", DMUser: alice, MsgType: "m.text", Markdown: "x", CreatedAt: t0})
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := st.Failed(ctx, "stuck:0", "M_LIMIT_EXCEEDED", t0, false); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		got, err := st.Due(ctx, t0, 200)
+		if err != nil || len(got) != 1 {
+			b.Fatalf("Due = %d rows, %v", len(got), err)
+		}
 	}
 }
