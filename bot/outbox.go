@@ -65,11 +65,12 @@ func (b *Bot) deliverLoop(ctx context.Context) {
 // nextPass is how long to wait before the next delivery pass: until the
 // earliest retry is due, within [outboxMinWait, outboxRetry].
 func (b *Bot) nextPass(ctx context.Context) time.Duration {
-	next, ok, err := b.store.NextAttempt(ctx)
+	now := b.now()
+	next, ok, err := b.store.NextAttempt(ctx, now)
 	if err != nil || !ok {
 		return outboxRetry
 	}
-	return min(max(next.Sub(b.now()), outboxMinWait), outboxRetry)
+	return min(max(next.Sub(now), outboxMinWait), outboxRetry)
 }
 
 // outboxParallel bounds how many rooms are delivered to at once; messages

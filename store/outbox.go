@@ -215,10 +215,13 @@ func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]Outgoing, 
 	return list, nil
 }
 
-// NextAttempt returns when the earliest message waiting for a retry is due.
-func (s *Store) NextAttempt(ctx context.Context) (time.Time, bool, error) {
+// NextAttempt returns when the earliest message waiting for a retry after
+// now is due. Messages due by now are not counted: those Due did not return
+// wait behind one of these.
+func (s *Store) NextAttempt(ctx context.Context, now time.Time) (time.Time, bool, error) {
 	var next sql.NullInt64
-	err := s.db.QueryRow(ctx, `SELECT min(next_attempt) FROM outbox WHERE sent_at IS NULL AND given_up_at IS NULL`).Scan(&next)
+	err := s.db.QueryRow(ctx, `SELECT min(next_attempt) FROM outbox WHERE sent_at IS NULL AND given_up_at IS NULL AND next_attempt > $1`,
+		ms(now)).Scan(&next)
 	if err != nil || !next.Valid {
 		return time.Time{}, false, err
 	}

@@ -117,6 +117,25 @@ func TestOutboxWaitingRowsDoNotFillThePage(t *testing.T) {
 	}
 }
 
+// A message due but held behind a waiting one does not make the outbox
+// wake before the waiting one's time.
+func TestOutboxNextAttemptSkipsHeldMessages(t *testing.T) {
+	ctx := context.Background()
+	st, _ := open(t)
+	enqueue(t, st,
+		store.Outgoing{Key: "a1", RoomID: room, CreatedAt: t0},
+		store.Outgoing{Key: "a2", RoomID: room, CreatedAt: t0},
+	)
+	if _, ok, _ := st.NextAttempt(ctx, t0); ok {
+		t.Error("a next attempt with nothing waiting")
+	}
+	fail(t, st, "a1", t0, false)
+	next, ok, err := st.NextAttempt(ctx, t0)
+	if err != nil || !ok || !next.Equal(t0.Add(store.RetryBase)) {
+		t.Errorf("NextAttempt = %v, %v, %v; want a1's retry, not a2 held behind it", next, ok, err)
+	}
+}
+
 // Retries are paced per message: each failure doubles the wait, up to
 // RetryMax, and the MaxAttempts-th gives the message up.
 func TestOutboxBackoffSchedule(t *testing.T) {
@@ -134,9 +153,12 @@ func TestOutboxBackoffSchedule(t *testing.T) {
 		if i <= len(want) {
 			wait = want[i-1]
 		}
-		next, ok, err := st.NextAttempt(ctx)
+		next, ok, err := st.NextAttempt(ctx, now)
 		if err != nil || !ok || !next.Equal(now.Add(wait)) {
 			t.Fatalf("after failure %d: next attempt %v (%v, %v), want %v later", i, next.Sub(now), ok, err, wait)
+		}
+		if _, ok, _ := st.NextAttempt(ctx, next); ok {
+			t.Fatalf("after failure %d: a next attempt after the only one", i)
 		}
 		if got := due(t, st, next.Add(-time.Millisecond), 10); len(got) != 0 {
 			t.Fatalf("after failure %d: due %v before its time", i, got)
