@@ -233,7 +233,9 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 		switch {
 		case denied:
 			req.Status, req.Reason, action, result = StatusRejected, "access.deny", ActionDeny, Denied
-		case matchAny(s.rules.AutoApprove, user):
+		case matchAny(s.rules.AutoApprove, user) && (latest == nil || latest.DecidedBy == ""):
+			// A rule never overrides a moderator: someone they rejected or
+			// revoked asks again through a pending request.
 			req.Status, req.Reason, action, result = StatusApproved, "access.auto_approve", ActionAutoApprove, AutoApproved
 		}
 		if req.Status == StatusApproved {

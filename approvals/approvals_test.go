@@ -202,9 +202,10 @@ func TestAnnounce(t *testing.T) {
 			wantReason: "access.auto_approve", wantActions: []string{"auto_approve"},
 		},
 		{
-			name: "auto-approved again after revocation", user: dinum, setup: []step{announced, revoked},
-			wantResult: approvals.AutoApproved, wantStatus: approvals.StatusApproved, wantNew: true, wantRenewal: true,
-			wantReason: "access.auto_approve", wantActions: []string{"auto_approve", "revoke", "auto_approve"},
+			// A rule never overrides a moderator's revocation or rejection.
+			name: "revoked by a moderator: pending again, not auto-approved", user: dinum, setup: []step{announced, revoked},
+			wantResult: approvals.Created, wantStatus: approvals.StatusPending, wantNew: true, wantRenewal: true,
+			wantActions: []string{"auto_approve", "revoke", "request"},
 		},
 		{
 			name: "denied", user: externe,

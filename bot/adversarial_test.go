@@ -56,7 +56,6 @@ func TestAdversarialTargetsThatHold(t *testing.T) {
 // @alice:agent.x.tchap.gouv.fr." must designate alice, not a phantom
 // account on the server "agent.x.tchap.gouv.fr.".
 func TestAdversarialTargetsAtTheEndOfASentence(t *testing.T) {
-	t.Skip("BUG: a target ending with '.', '…' or ':' is read as another user id (server 'b.', 'b...') or refused ('@a:b:')")
 	tests := []struct {
 		name string
 		arg  string
@@ -81,7 +80,6 @@ func TestAdversarialTargetsAtTheEndOfASentence(t *testing.T) {
 // A pill followed by a colon ("!reject Alice: compte perso") reaches the
 // parser glued to it.
 func TestAdversarialPillFollowedByAColon(t *testing.T) {
-	t.Skip("BUG: '!reject <pill>: motif' answers 'Je ne reconnais pas @alice:b:'")
 	content := event.MessageEventContent{MsgType: event.MsgText, Body: "!reject Alice: compte perso",
 		Format: event.FormatHTML, FormattedBody: `!reject <a href="https://matrix.to/#/@alice:b">Alice</a>: compte perso`}
 	cmd, ok := parseCommand(messageText(context.Background(), &content))
@@ -148,7 +146,6 @@ func TestAdversarialCommandNamesThatHold(t *testing.T) {
 // reads, on screen, as the command: "Je ne connais pas la commande
 // !аpprove" tells the moderator that !approve does not exist.
 func TestAdversarialHomoglyphCommandNames(t *testing.T) {
-	t.Skip("BUG: '!аpprove' (Cyrillic а) is answered 'Je ne connais pas la commande !аpprove', which reads as !approve")
 	for _, text := range []string{"!аpprove #3", "!rejеct #3", "!рending", "!іnfo #3", "!αide"} {
 		cmd, ok := parseCommand(text)
 		if !ok {
@@ -163,7 +160,6 @@ func TestAdversarialHomoglyphCommandNames(t *testing.T) {
 // A command with more targets than it takes is not a command without a
 // target: "Pour qui ?" after "!reject #3 #4" is wrong.
 func TestAdversarialTooManyTargets(t *testing.T) {
-	t.Skip("BUG: '!reject #3 #4 spam' and '!approve' with 51 targets are answered 'Pour qui ?'")
 	b := &Bot{}
 	many := make([]string, 51)
 	for i := range many {
@@ -225,7 +221,6 @@ func TestAdversarialMoreTextsShowValuesLiterally(t *testing.T) {
 // README: targets may be listed "with spaces, commas, et": a list typed
 // with commas and no spaces is one word to the parser.
 func TestAdversarialTargetsJoinedByCommasWithoutSpaces(t *testing.T) {
-	t.Skip("BUG: '!approve #1,#2,#3' answers 'Je ne reconnais pas #1,#2,#3'; '!approve n°1,n°2' answers 'Pour qui ?'")
 	tests := []struct {
 		args string
 		want []target

@@ -97,7 +97,9 @@ func (b *Bot) cmdAccept(ctx context.Context, inv *invocation) (string, error) {
 		return textAlreadyAccepted, nil
 	}
 	if _, err := b.approvals.Accept(ctx, sender, b.cfg.PolicyVersion); errors.Is(err, approvals.ErrNotGranted) {
-		return textAcceptNotGranted, nil
+		// Where they stand and what to do: pending, waitlisted, rejected,
+		// revoked or never asked.
+		return textAcceptNotGranted + "\n\n" + b.notAllowed(standing), nil
 	} else if err != nil {
 		return "", err
 	}

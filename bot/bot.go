@@ -119,6 +119,7 @@ type Store interface {
 	PendingPage(ctx context.Context, olderThan time.Time, limit int) ([]*approvals.Request, int, error)
 	RequestByID(ctx context.Context, reqID int64) (*approvals.Request, error)
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
+	SenderOf(ctx context.Context, evt id.EventID) (id.UserID, error)
 	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)
 	Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error)
 	Setting(ctx context.Context, key string) (string, bool, error)

@@ -19,8 +19,10 @@ type command struct {
 	Raw  string   // everything after the name, in NFC
 }
 
-// maxCommandLen bounds what the parser reads; longer messages are not commands.
-const maxCommandLen = 4000
+// maxCommandLen bounds what the parser reads; longer messages are not
+// commands. It is the homeserver's event limit: a moderator's reason may
+// be a pasted e-mail (what is shown of it is cut, see maxFreeText).
+const maxCommandLen = 64 << 10
 
 // parseCommand recognises "!name ..." messages. The text is put in NFC, so
 // that a name typed with a combining accent (as some keyboards send it)
@@ -63,11 +65,29 @@ func commandName(name string) string {
 			name = folded
 		}
 	}
-	name = norm.NFC.String(strings.ToLower(name))
+	name = norm.NFC.String(strings.Map(latinLookalike, strings.ToLower(name)))
 	if trimmed := strings.TrimRight(name, ".,;:!?…"); trimmed != "" {
 		return trimmed
 	}
 	return name
+}
+
+// latinLookalike maps the Cyrillic and Greek letters that look like Latin
+// ones (а, е, о, р, с, …) to them: "!аpprove" typed with a Cyrillic а reads
+// as "!approve" on screen, and no command name uses those scripts.
+func latinLookalike(r rune) rune {
+	if l, ok := lookalikes[r]; ok {
+		return l
+	}
+	return r
+}
+
+var lookalikes = map[rune]rune{
+	// Cyrillic
+	'а': 'a', 'в': 'b', 'е': 'e', 'ё': 'ë', 'к': 'k', 'м': 'm', 'н': 'h', 'о': 'o', 'р': 'p', 'с': 'c',
+	'т': 't', 'у': 'y', 'х': 'x', 'і': 'i', 'ї': 'ï', 'ј': 'j', 'ѕ': 's', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'һ': 'h',
+	// Greek
+	'α': 'a', 'β': 'b', 'ε': 'e', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o', 'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x', 'ϲ': 'c',
 }
 
 // dropBlank removes from a word what shows nothing (controls, format
@@ -110,7 +130,9 @@ var (
 // "`@a:b`", "@a:b,") are ignored. A link to a room is not a target.
 func parseTarget(arg string) (target, error) {
 	arg = cleanTarget(arg)
-	for _, a := range []string{arg, unwrap(arg)} {
+	// Unwrapped first: "@alice:hs." ends a sentence, and a server name
+	// with a final dot would pass for a valid, other, one.
+	for _, a := range []string{unwrap(arg), arg} {
 		if n, ok := requestNumber(a); ok {
 			number, err := strconv.ParseInt(n, 10, 64)
 			if err != nil || number <= 0 {
@@ -173,7 +195,7 @@ func unwrap(arg string) string {
 	arg = strings.TrimLeft(arg, "<([{\"'`«“‘")
 	for arg != "" {
 		r, size := utf8.DecodeLastRuneInString(arg)
-		if !strings.ContainsRune(">)]}\"'`»”’,;.!?", r) {
+		if !strings.ContainsRune(">)]}\"'`»”’,;:.!?", r) {
 			break
 		}
 		// Keep a bracket that closes one inside the id.
@@ -186,6 +208,30 @@ func unwrap(arg string) string {
 }
 
 var openers = map[rune]string{')': "(", ']': "[", '}': "{"}
+
+// splitJoined splits the words that list targets without spaces
+// ("#1,#2;#3", "@a:b,@c:d"): every part must look like a target.
+func splitJoined(args []string) []string {
+	out := make([]string, 0, len(args))
+	for _, a := range args {
+		parts := strings.FieldsFunc(a, func(r rune) bool { return r == ',' || r == ';' })
+		if len(parts) < 2 || !allTargets(parts) {
+			out = append(out, a)
+			continue
+		}
+		out = append(out, parts...)
+	}
+	return out
+}
+
+func allTargets(parts []string) bool {
+	for _, p := range parts {
+		if !looksLikeTarget(p) {
+			return false
+		}
+	}
+	return true
+}
 
 // looksLikeTarget reports whether a word is meant as a target (and is
 // reported as a bad one if it does not parse), rather than the start of the
@@ -216,6 +262,7 @@ func hasPrefixFold(s, prefix string) bool {
 // reason. Targets may be written as a list (joined by "et", "and", "&",
 // commas or list bullets), and a request number as "n° 42".
 func splitTargets(args []string) (targets []target, bad []string, rest string) {
+	args = splitJoined(args)
 	i := 0
 	for i < len(args) {
 		a := args[i]

@@ -82,7 +82,7 @@ func (b *Bot) parseInvocation(ctx context.Context, c *commandSpec, evt *event.Ev
 	targets, bad, rest := splitTargets(cmd.Args)
 	if len(targets) == 0 && len(bad) == 0 {
 		if content, ok := evt.Content.Parsed.(*event.MessageEventContent); ok && content.RelatesTo.GetReplyTo() != "" {
-			req, err := b.requestOfEvent(ctx, content.RelatesTo.GetReplyTo())
+			req, err := b.requestOfEvent(ctx, content.RelatesTo.GetReplyTo(), true)
 			if err != nil {
 				return nil, "", err
 			}
@@ -94,8 +94,10 @@ func (b *Bot) parseInvocation(ctx context.Context, c *commandSpec, evt *event.Ev
 	switch {
 	case len(bad) > 0:
 		return nil, textBadTargets(bad), nil
-	case len(targets) == 0 || len(targets) > c.maxTargets:
+	case len(targets) == 0:
 		return nil, textNoTarget(c.name()), nil
+	case len(targets) > c.maxTargets:
+		return nil, textTooManyTargets(c.name(), c.maxTargets), nil
 	}
 	inv.targets, inv.rest = targets, rest
 	return inv, "", nil

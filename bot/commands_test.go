@@ -88,3 +88,15 @@ func TestLowerFirst(t *testing.T) {
 		}
 	}
 }
+
+// A long command with many unknown targets gets a reply of bounded size.
+func TestBadTargetsAreListedBriefly(t *testing.T) {
+	bad := make([]string, 10000)
+	for i := range bad {
+		bad[i] = "@x"
+	}
+	text := textBadTargets(bad)
+	if len(text) > 2000 || !strings.Contains(text, "et 9995 autres") {
+		t.Errorf("textBadTargets of 10,000 items: %d bytes, %q…", len(text), text[:min(len(text), 200)])
+	}
+}

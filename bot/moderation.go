@@ -297,7 +297,7 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 		return nil
 	}
 	target := content.RelatesTo.EventID
-	req, err := b.requestOfEvent(ctx, target)
+	req, err := b.requestOfEvent(ctx, target, false)
 	if err != nil || req == nil {
 		return err
 	}
@@ -307,9 +307,11 @@ func (b *Bot) supportReaction(ctx context.Context, evt *event.Event, content *ev
 }
 
 // requestOfEvent returns the request a support-room event stands for: the
-// agent's message that opened it, or guichet's acknowledgement of it; nil
-// for any other event.
-func (b *Bot) requestOfEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error) {
+// agent's message that opened it, guichet's acknowledgement of it, or, with
+// followUps, a later message of the same agent (their latest request then);
+// nil for any other event. Reactions do not read follow-ups: a ✅ on an
+// agent's feedback is a moderator's thanks, not a decision.
+func (b *Bot) requestOfEvent(ctx context.Context, evt id.EventID, followUps bool) (*approvals.Request, error) {
 	announcement := evt
 	if sent, err := b.store.OutgoingByEvent(ctx, evt); err != nil {
 		return nil, err
@@ -320,10 +322,17 @@ func (b *Bot) requestOfEvent(ctx context.Context, evt id.EventID) (*approvals.Re
 		announcement = sent.Regarding
 	}
 	req, err := b.store.RequestByEvent(ctx, announcement)
-	if errors.Is(err, approvals.ErrNotFound) {
+	if !errors.Is(err, approvals.ErrNotFound) {
+		return req, err
+	} else if !followUps {
 		return nil, nil
 	}
-	return req, err
+	sender, err := b.store.SenderOf(ctx, evt)
+	if err != nil || sender == "" || b.isModerator(ctx, sender) || sender == b.client.UserID {
+		return nil, err
+	}
+	standing, err := b.approvals.Status(ctx, sender, b.cfg.PolicyVersion)
+	return standing.Request, err
 }
 
 func (b *Bot) cmdOverload(ctx context.Context, inv *invocation) (string, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/store"
@@ -233,7 +234,21 @@ func (b *Bot) leaveNotDirect(ctx context.Context, room id.RoomID) {
 	defer b.leaving.Delete(room)
 	log := zerolog.Ctx(ctx).With().Stringer("room_id", room).Logger()
 	log.Info().Msg("Leaving a room that is not a direct message")
-	if err := b.deliver(ctx, outgoingNotice("notdm:"+room.String(), room, "", textGroupRoom, b.now())); err != nil {
+	// The room is nobody's DM any more: later messages open a real one.
+	if user, err := b.store.DMUserOf(ctx, room); err != nil {
+		log.Err(err).Msg("Failed to read whose DM the room was")
+	} else if user != "" {
+		if err := b.store.ForgetDMRoom(ctx, user, room); err != nil {
+			log.Err(err).Msg("Failed to forget a DM that became a group")
+		}
+	}
+	// Sent directly, not through the outbox: guichet has just joined (its
+	// own membership may not be synced yet) and leaves right after.
+	content := format.RenderMarkdown(textGroupRoom, true, false)
+	content.MsgType = event.MsgNotice
+	content.Mentions = &event.Mentions{}
+	if _, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content,
+		mautrix.ReqSendEvent{TransactionID: txnID("notdm:" + room.String())}); err != nil {
 		log.Err(err).Msg("Failed to explain why guichet leaves")
 	}
 	if _, err := b.client.LeaveRoom(ctx, room); err != nil {

@@ -63,7 +63,7 @@ const textAccepted = "Merci, vos conditions d'utilisation sont enregistrées. Vo
 
 const textAlreadyAccepted = "Vous avez déjà accepté les conditions : posez votre question quand vous voulez."
 
-const textAcceptNotGranted = "Votre accès n'est pas encore validé : il n'y a rien à accepter pour le moment."
+const textAcceptNotGranted = "Il n'y a rien à accepter pour le moment."
 
 func textUnknownAgent(supportRoom id.RoomID) string {
 	return "Bonjour ! Je suis l'Assistant IA des agents publics. Pour l'utiliser, demandez l'accès dans le salon " +
@@ -171,6 +171,13 @@ func textBadTargets(bad []string) string {
 		"une mention, ou un numéro de demande comme `#42`.", quoteList(bad))
 }
 
+func textTooManyTargets(cmd string, max int) string {
+	if max == 1 {
+		return fmt.Sprintf("`!%s` ne prend qu'une demande à la fois : envoyez une commande par agent.", cmd)
+	}
+	return fmt.Sprintf("`!%s` prend au plus %d demandes à la fois : découpez la liste.", cmd, max)
+}
+
 func textNoTarget(cmd string) string {
 	return fmt.Sprintf("Pour qui ? Exemple : %s.", code("!"+clip(cmd, maxEchoed)+" @prenom.nom-ministere.gouv.fr:agent.dinum.tchap.gouv.fr"))
 }
@@ -238,12 +245,19 @@ func ago(t, now time.Time) string {
 	return "il y a " + since(t, now)
 }
 
+// maxQuoted bounds how many typed items a reply repeats.
+const maxQuoted = 5
+
 func quoteList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = echoed(s)
+	q := make([]string, 0, min(len(items), maxQuoted))
+	for _, s := range items[:min(len(items), maxQuoted)] {
+		q = append(q, echoed(s))
 	}
-	return strings.Join(q, ", ")
+	list := strings.Join(q, ", ")
+	if n := len(items) - maxQuoted; n > 0 {
+		list += fmt.Sprintf(" (et %d autre%s)", n, map[bool]string{true: "s", false: ""}[n > 1])
+	}
+	return list
 }
 
 func textAutoWaitlisted(user id.UserID, req *approvals.Request) string {

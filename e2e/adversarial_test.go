@@ -23,7 +23,6 @@ import (
 // opens a new request for the moderators, it does not get access back,
 // even on a domain that access.auto_approve lets in.
 func TestAdversarialRevokedAgentOfAnAutoApprovedDomain(t *testing.T) {
-	t.Skip("BUG: a revoked (or moderator-rejected) agent matching access.auto_approve is auto-approved again by writing in the support room")
 	w := newWorld(t)
 	w.cfg.Access.AutoApprove = []string{"@*-dinum.gouv.fr:" + w.tb.HS.ServerName}
 	w.startGuichet()
@@ -49,7 +48,6 @@ func TestAdversarialRevokedAgentOfAnAutoApprovedDomain(t *testing.T) {
 // "!approve @alice:server." ends a sentence: the full stop is not part of
 // alice's id, and no phantom account is pre-approved.
 func TestAdversarialTargetEndingASentence(t *testing.T) {
-	t.Skip("BUG: '!approve @alice:hs.' designates '@alice:hs.' (another server name): alice stays pending")
 	w := newWorld(t)
 	w.startGuichet()
 	mod := w.tb.Moderator
@@ -173,7 +171,6 @@ func threePersonDirectRoom(t *testing.T, w *world) (*mxclient.Person, id.RoomID)
 // A room created as a direct message (is_direct) with a third person is
 // not a DM: guichet says so once and leaves at once.
 func TestAdversarialDirectRoomWithThreeMembersIsLeft(t *testing.T) {
-	t.Skip("BUG: about 1 run in 8, the notice is dropped ('nobody reads this room any more') and guichet leaves without a word")
 	w := newWorld(t)
 	w.startGuichet()
 	threePersonDirectRoom(t, w)
@@ -182,7 +179,6 @@ func TestAdversarialDirectRoomWithThreeMembersIsLeft(t *testing.T) {
 // ... and never takes it for the inviter's DM: her welcome, decisions and
 // answers would be sent to a room guichet left.
 func TestAdversarialDirectRoomWithThreeMembersIsNotHerDM(t *testing.T) {
-	t.Skip("BUG: a room invited with is_direct but holding three people is recorded as the inviter's DM, and stays so after guichet left it")
 	w := newWorld(t)
 	w.startGuichet()
 	alice, group := threePersonDirectRoom(t, w)
@@ -248,7 +244,6 @@ func TestAdversarialDailyLimitOfOneModel(t *testing.T) {
 // A bare command replying to a later message of the agent who asked (not
 // the one that opened the request) is about that agent's request.
 func TestAdversarialBareCommandReplyingToAFollowUp(t *testing.T) {
-	t.Skip("BUG: '!approve' replying to an agent's follow-up message in the support room answers 'Pour qui ?'")
 	w := newWorld(t)
 	w.startGuichet()
 	room, mod := w.tb.SupportRoom, w.tb.Moderator
@@ -289,7 +284,6 @@ func TestAdversarialDefaultModelNotFound(t *testing.T) {
 // A moderator's command with a long reason (a pasted e-mail) is answered,
 // not silently dropped.
 func TestAdversarialLongModeratorCommand(t *testing.T) {
-	t.Skip("BUG: a moderator's command over 4,000 characters is neither run nor answered")
 	w := newWorld(t)
 	w.startGuichet()
 	alice := w.person("alice.martin-interieur.gouv.fr")

@@ -59,6 +59,11 @@ func TestDecisionsNameOneRequest(t *testing.T) {
 	if n := count(alice, from(bot), contains("!accepter")); n != 0 {
 		t.Errorf("alice got %d welcomes while rejected", n)
 	}
+	// Told where she stands, not that her access is "not validated yet".
+	dm := createDM(t, w, alice)
+	acc := w.send(alice, dm, "!accepter")
+	told := w.expect(alice, "the answer to !accepter", from(bot), in(dm), replyTo(acc))
+	mustContain(t, told, "rien à accepter", "n'a pas été acceptée")
 
 	// The explicit way back.
 	mustContain(t, command(t, w, mod, "!reverse #1 erreur de ma part"), "Décision annulée", "n° 1")

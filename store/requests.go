@@ -144,6 +144,17 @@ func (s *Store) AddAudit(ctx context.Context, e approvals.AuditEntry) error {
 	return nil
 }
 
+// SenderOf returns who sent an event guichet recorded in its inbox ("" if
+// it was never recorded or has been pruned).
+func (s *Store) SenderOf(ctx context.Context, evt id.EventID) (id.UserID, error) {
+	var sender string
+	err := s.db.QueryRow(ctx, `SELECT sender FROM inbox WHERE event_id=$1`, evt).Scan(&sender)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return id.UserID(sender), err
+}
+
 const lastAuditQuery = `SELECT at FROM audit_log WHERE target=$1 AND actor=$1 AND action=$2 ORDER BY at DESC, id DESC LIMIT 1`
 
 // LastAudit implements approvals.Store.
