@@ -8,6 +8,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"guichet/store"
 )
 
 // A command is one entry of its audience's table: adding a command is adding
@@ -119,7 +121,9 @@ func (b *Bot) dispatchSupport(ctx context.Context, evt *event.Event, cmd command
 		}
 	}
 	reply := func(text string, mention ...id.UserID) error {
-		return b.store.Enqueue(ctx, outgoingNotice("cmd:"+evt.ID.String(), evt.RoomID, replyTo, text, b.now(), mention...))
+		msg := outgoingNotice("cmd:"+evt.ID.String(), evt.RoomID, replyTo, text, b.now(), mention...)
+		msg.Kind, msg.Regarding = store.KindCmd, evt.ID
+		return b.store.Enqueue(ctx, msg)
 	}
 	if refusal != "" {
 		what := "!" + cmd.Name

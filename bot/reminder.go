@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"guichet/store"
 )
 
 // settingLastReminder records when the room was last reminded, so that a
@@ -76,7 +78,9 @@ func (b *Bot) remind(ctx context.Context) error {
 			return err
 		}
 		key := fmt.Sprintf("reminder:%d", now.UnixMilli())
-		if err := b.store.Enqueue(ctx, outgoingNotice(key, b.supportRoom, "", textReminder(stale, total, b.cfg.ReminderAfter, now), now)); err != nil {
+		msg := outgoingNotice(key, b.supportRoom, "", textReminder(stale, total, b.cfg.ReminderAfter, now), now)
+		msg.Kind = store.KindReminder
+		if err := b.store.Enqueue(ctx, msg); err != nil {
 			return err
 		}
 		sent = true

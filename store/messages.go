@@ -324,6 +324,7 @@ func (s *Store) ExpireTexts(ctx context.Context, before time.Time) (int64, error
 			`DELETE FROM conversation_turn WHERE at < $1`,
 			`UPDATE inbox SET event_json='{}' WHERE done_at IS NOT NULL AND done_at < $1 AND event_json <> '{}'`,
 			`UPDATE outbox SET markdown='' WHERE sent_at IS NOT NULL AND sent_at < $1 AND markdown <> ''`,
+			`UPDATE outbox SET markdown='' WHERE given_up_at IS NOT NULL AND given_up_at < $1 AND markdown <> ''`,
 		} {
 			res, err := s.db.Exec(ctx, q, ms(before))
 			if err != nil {
