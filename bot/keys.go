@@ -176,6 +176,7 @@ func (k *keyWatch) retry(ctx context.Context, item store.InboxItem) bool {
 	}
 	dec, err := b.crypto.Decrypt(ctx, &evt)
 	if err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Stringer("event_id", item.EventID).Msg("Still no key for a recorded message")
 		return false // still no key (or never: keyGiveUp ends it)
 	}
 	zerolog.Ctx(ctx).Info().Stringer("event_id", item.EventID).Dur("waited", b.now().Sub(item.ReceivedAt)).Msg("Decrypted a message whose key came late")
