@@ -104,8 +104,8 @@ func (b *Bot) sendWelcome(ctx context.Context, req *approvals.Request) error {
 }
 
 // notifyAgent tells an agent about a decision: in their DM if there is one
-// (a new one if it is dead by then), otherwise in the support room as a
-// reply to their request. The key's prefix is the decision's kind.
+// or was (a revocation; a new DM if theirs is dead by then), otherwise in the
+// support room as a reply to their request. The key's prefix is the decision's kind.
 func (b *Bot) notifyAgent(ctx context.Context, key string, req *approvals.Request, markdown string) error {
 	dm, err := b.store.DMRoom(ctx, req.UserID)
 	if err != nil {
@@ -115,7 +115,9 @@ func (b *Bot) notifyAgent(ctx context.Context, key string, req *approvals.Reques
 		Key: key, Kind: store.KindOfKey(key), RequestID: req.ID, Recipient: req.UserID, Regarding: req.EventID,
 		MsgType: string(event.MsgNotice), Markdown: markdown, Mentions: []id.UserID{req.UserID}, CreatedAt: b.now(),
 	}
-	if dm != "" {
+	// Someone whose access ends had a DM with guichet: they are told in
+	// private (a new DM if theirs is gone), not in the shared room.
+	if dm != "" || req.Status == approvals.StatusRevoked {
 		msg.DMUser = req.UserID
 	} else {
 		msg.RoomID, msg.ReplyTo = b.supportRoom, req.EventID
