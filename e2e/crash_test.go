@@ -258,6 +258,14 @@ func (l crashLoop) run(tb testing.TB) crashFigures {
 		welcomes := count(p, from(bot), contains("!accepter"))
 		if welcomes > 0 {
 			f.Welcomes++
+		} else {
+			var said []string
+			for _, m := range mod.Messages() {
+				if m.Sender == bot && m.InReplyTo == approvals[i] {
+					said = append(said, m.Body)
+				}
+			}
+			tb.Logf("not welcomed: %s (the moderator was told %q)", p.UserID(), said)
 		}
 		if welcomes > 1 {
 			f.WelcomesDoubled++
