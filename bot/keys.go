@@ -87,6 +87,14 @@ func (k *keyWatch) onEncrypted(ctx context.Context, evt *event.Event) {
 		return
 	}
 	zerolog.Ctx(ctx).Debug().Stringer("event_id", evt.ID).Stringer("session_id", content.SessionID).Msg("Recorded a message waiting for its key")
+	k.nudge()
+}
+
+func (k *keyWatch) nudge() {
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
 }
 
 // sawDecrypted notes an event that reached onMessage decrypted.
@@ -99,31 +107,34 @@ func (k *keyWatch) sawDecrypted(evt *event.Event) {
 // sessionReceived is OlmMachine.SessionReceived: it runs while the sync is
 // processed, so the decryption is left to the watch.
 func (k *keyWatch) sessionReceived(_ context.Context, _ id.RoomID, _ id.SessionID, _ uint32) {
-	select {
-	case k.wake <- struct{}{}:
-	default:
-	}
+	k.nudge()
 }
 
 // run looks at the waiting messages at once (those of an earlier run
-// first), whenever a key arrives, and every keyCheck.
+// first), whenever a key arrives or a message is recorded, and every
+// keyCheck while some wait: an idle guichet does nothing.
 func (k *keyWatch) run(ctx context.Context) {
-	ticker := time.NewTicker(keyCheck)
-	defer ticker.Stop()
+	timer := time.NewTimer(keyCheck)
+	defer timer.Stop()
 	for {
-		k.pass(ctx)
+		var tick <-chan time.Time
+		if k.pass(ctx) > 0 {
+			timer.Reset(keyCheck)
+			tick = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-k.wake:
-		case <-ticker.C:
+		case <-tick:
 		}
 	}
 }
 
 // pass decrypts the waiting messages whose key is there, asks the senders
-// of those waiting longer than keyWait, and drops those older than keyGiveUp.
-func (k *keyWatch) pass(ctx context.Context) {
+// of those waiting longer than keyWait, and drops those older than
+// keyGiveUp. It returns how many still wait.
+func (k *keyWatch) pass(ctx context.Context) (waiting int) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	b := k.b
@@ -131,19 +142,20 @@ func (k *keyWatch) pass(ctx context.Context) {
 	items, err := b.store.WaitingForKey(ctx, "")
 	if err != nil {
 		log.Err(err).Msg("Failed to read the messages waiting for a key")
-		return
+		return 1 // try again on the next tick
 	}
 	// Only an optimisation of onEncrypted (a recorded event is not
 	// recorded again): forgetting it costs one statement at most.
 	k.decrypted.Clear()
 	for _, item := range items {
 		if ctx.Err() != nil {
-			return
+			return 0
 		}
 		age := b.now().Sub(item.ReceivedAt)
 		if k.retry(ctx, item) {
 			continue
 		}
+		waiting++
 		switch {
 		case age >= keyGiveUp:
 			log.Warn().Stringer("event_id", item.EventID).Msg("Gave up waiting for the key of a message")
@@ -157,6 +169,7 @@ func (k *keyWatch) pass(ctx context.Context) {
 			}
 		}
 	}
+	return waiting
 }
 
 // retry decrypts a recorded message if its key is there now and hands it
