@@ -259,15 +259,24 @@ const maxPlaceholderLookup = 500
 // findPlaceholder reads guichet's own messages after evt in its room and
 // returns the one marked as evt's placeholder.
 func (b *Bot) findPlaceholder(ctx context.Context, evt *event.Event) (id.EventID, error) {
+	return b.findOwnMarked(ctx, evt.RoomID, evt.ID, placeholderMarker, evt.ID.String())
+}
+
+// findOwnMarked returns guichet's own message after the event after in
+// room whose content has marker set to value, decrypting those that reply
+// to after (their relation is in clear); "" if there is none among the
+// first maxPlaceholderLookup of guichet's messages. It is how a send that a
+// crash may have cut after the homeserver stored it is recognised.
+func (b *Bot) findOwnMarked(ctx context.Context, room id.RoomID, after id.EventID, marker, value string) (id.EventID, error) {
 	filter := &mautrix.FilterPart{Senders: []id.UserID{b.client.UserID}, Types: []event.Type{event.EventMessage, event.EventEncrypted}}
-	resp, err := b.client.Context(ctx, evt.RoomID, evt.ID, filter, 100)
+	resp, err := b.client.Context(ctx, room, after, filter, 100)
 	if err != nil {
-		return "", fmt.Errorf("failed to read the events after %s: %w", evt.ID, err)
+		return "", fmt.Errorf("failed to read the events after %s: %w", after, err)
 	}
 	events, from := resp.EventsAfter, resp.End
 	for seen := 0; ; {
 		for _, e := range events {
-			if b.isPlaceholderOf(ctx, evt.RoomID, e, evt.ID) {
+			if b.isMarked(ctx, room, e, after, marker, value) {
 				return e.ID, nil
 			}
 		}
@@ -275,16 +284,17 @@ func (b *Bot) findPlaceholder(ctx context.Context, evt *event.Event) (id.EventID
 		if from == "" || len(events) == 0 || seen >= maxPlaceholderLookup {
 			return "", nil
 		}
-		page, err := b.client.Messages(ctx, evt.RoomID, from, "", mautrix.DirectionForward, filter, 100)
+		page, err := b.client.Messages(ctx, room, from, "", mautrix.DirectionForward, filter, 100)
 		if err != nil {
-			return "", fmt.Errorf("failed to read the events after %s: %w", evt.ID, err)
+			return "", fmt.Errorf("failed to read the events after %s: %w", after, err)
 		}
 		events, from = page.Chunk, page.End
 	}
 }
 
-// isPlaceholderOf tells whether e is guichet's placeholder for question.
-func (b *Bot) isPlaceholderOf(ctx context.Context, room id.RoomID, e *event.Event, question id.EventID) bool {
+// isMarked tells whether e is guichet's own message replying to replyTo
+// with marker set to value in its content.
+func (b *Bot) isMarked(ctx context.Context, room id.RoomID, e *event.Event, replyTo id.EventID, marker, value string) bool {
 	if e.Sender != b.client.UserID {
 		return false
 	}
@@ -296,19 +306,19 @@ func (b *Bot) isPlaceholderOf(ctx context.Context, room id.RoomID, e *event.Even
 			return false
 		}
 		enc, ok := e.Content.Parsed.(*event.EncryptedEventContent)
-		// The relation is in clear: only replies to the question are decrypted.
-		if !ok || enc.RelatesTo == nil || enc.RelatesTo.GetReplyTo() != question || enc.RelatesTo.GetReplaceID() != "" || b.crypto == nil {
+		// The relation is in clear: only replies to replyTo are decrypted.
+		if !ok || enc.RelatesTo == nil || enc.RelatesTo.GetReplyTo() != replyTo || enc.RelatesTo.GetReplaceID() != "" || b.crypto == nil {
 			return false
 		}
 		dec, err := b.crypto.Decrypt(ctx, e)
 		if err != nil {
-			zerolog.Ctx(ctx).Debug().Err(err).Stringer("candidate", e.ID).Msg("Failed to decrypt a possible placeholder")
+			zerolog.Ctx(ctx).Debug().Err(err).Stringer("candidate", e.ID).Msg("Failed to decrypt one of guichet's own messages")
 			return false
 		}
 		e = dec
 	}
-	marker, _ := e.Content.Raw[placeholderMarker].(string)
-	return marker == question.String()
+	got, _ := e.Content.Raw[marker].(string)
+	return got == value
 }
 
 // finish stops the display (and typing, see startTyping) and returns the
