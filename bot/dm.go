@@ -370,7 +370,15 @@ func (b *Bot) quotedTurn(ctx context.Context, evt id.EventID) (*store.Turn, erro
 	if sent, err := b.store.OutgoingByEvent(ctx, evt); err != nil {
 		return nil, err
 	} else if sent != nil && sent.Kind == store.KindReply && sent.Regarding != "" {
-		return b.store.TurnByEvent(ctx, sent.Regarding+":answer")
+		// The answer's first message (its turn id) or one of its
+		// continuations, which name the question.
+		if t, err := b.store.TurnByEvent(ctx, sent.Regarding+":answer"); err != nil || t != nil {
+			return t, err
+		}
+		if q, err := b.store.Question(ctx, sent.Regarding); err == nil && q.Placeholder != "" {
+			return b.store.TurnByEvent(ctx, q.Placeholder+":answer")
+		}
+		return nil, nil
 	}
 	return b.store.TurnByEvent(ctx, evt)
 }

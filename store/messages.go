@@ -246,7 +246,10 @@ func (s *Store) ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID)
 		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE event_id=$1 AND room_id=$2 AND done_at IS NOT NULL`, evt, room); err != nil {
 			return err
 		}
-		_, err = s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE key=$1 AND sent_at IS NOT NULL`, "reply:"+evt.String())
+		// The answer, its continuations (a long answer is several messages)
+		// and the notices sent with it.
+		_, err = s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE (key=$1 OR regarding=$2) AND sent_at IS NOT NULL`,
+			"reply:"+evt.String(), evt)
 		return err
 	})
 	if err != nil {
@@ -359,7 +362,15 @@ func (s *Store) Prune(ctx context.Context, before time.Time) (int64, error) {
 		return inbox, fmt.Errorf("failed to prune outbox: %w", err)
 	}
 	outbox, _ := res.RowsAffected()
-	return inbox + outbox, nil
+	// A question's side effects serve its replay only: kept while it is
+	// unfinished.
+	res, err = s.db.Exec(ctx, `DELETE FROM question WHERE created_at < $1
+		AND event_id NOT IN (SELECT event_id FROM inbox WHERE done_at IS NULL)`, ms(before))
+	if err != nil {
+		return inbox + outbox, fmt.Errorf("failed to prune questions: %w", err)
+	}
+	questions, _ := res.RowsAffected()
+	return inbox + outbox + questions, nil
 }
 
 // QuestionState is what handling a question did outside the transaction
