@@ -398,6 +398,19 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			return result
 		}
 		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
+		if aerr.Class == albert.ClassDailyLimit && model != b.cfg.Model {
+			// Albert's limits are per model: the daily window of the model
+			// this agent picked stops that model, not the service. Back to
+			// the default one, and they are told.
+			ticket.Release()
+			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
+				log.Err(err).Msg("Failed to reset model choice")
+			}
+			result.notices = append(result.notices, textModelDailyLimit(model, b.cfg.Model))
+			model, result.model = b.cfg.Model, b.cfg.Model
+			last = aerr
+			continue
+		}
 		if pausesKey(aerr.Class) {
 			// Not an overload, and no retry gets past it.
 			ticket.Release()
@@ -436,6 +449,14 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			}
 			last = aerr
 			continue
+		}
+		if aerr.Class == albert.ClassNotFound && model == b.cfg.Model {
+			// The default model itself is gone: every agent is without
+			// answers and nobody can fall back. An incident, not the
+			// agent's mistake.
+			b.alerts.page(ctx, aerr)
+			result.text = textAlbertError(albert.ClassAuth)
+			return result
 		}
 		b.alerts.failed(ctx, aerr)
 		result.text = textAlbertFailure(aerr.Class)
@@ -498,6 +519,11 @@ func (a *alerts) failed(ctx context.Context, err *albert.Error) {
 		zerolog.Ctx(ctx).Error().Err(err).Msg("Albert refused a request")
 		return
 	}
+	a.page(ctx, err)
+}
+
+// page opens an incident for err's class, once until the next success.
+func (a *alerts) page(ctx context.Context, err *albert.Error) {
 	a.mu.Lock()
 	_, seen := a.open[err.Class]
 	if !seen {

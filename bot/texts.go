@@ -420,6 +420,10 @@ func textModelGone(model, fallback string) string {
 	return fmt.Sprintf("Le modèle %s n'est plus disponible : je repasse sur le modèle par défaut, %s.", code(model), code(fallback))
 }
 
+func textModelDailyLimit(model, fallback string) string {
+	return fmt.Sprintf("Le modèle %s a atteint sa limite pour aujourd'hui : je repasse sur le modèle par défaut, %s.", code(model), code(fallback))
+}
+
 // textAlbertError is what an agent reads when no answer could be obtained.
 func textAlbertError(class albert.Class) string {
 	switch class {
