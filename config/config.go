@@ -6,8 +6,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -46,6 +49,10 @@ type Matrix struct {
 	DeviceID   string `mapstructure:"device_id"`
 	PickleKey  string `mapstructure:"pickle_key"`
 	DeviceName string `mapstructure:"device_name"`
+	// RecoveryKeyFile receives, once, the recovery key of the cross-signing
+	// keys guichet creates at its first start with a password (empty: not
+	// written; the keys stay in the database).
+	RecoveryKeyFile string `mapstructure:"recovery_key_file"`
 }
 
 // Moderators says who may decide on access requests.
@@ -158,6 +165,7 @@ var defaults = map[string]any{
 	"matrix.device_id":                    "",
 	"matrix.pickle_key":                   "",
 	"matrix.device_name":                  "guichet",
+	"matrix.recovery_key_file":            "recovery-key.txt",
 	"support_room":                        "",
 	"moderators.users":                    []string{},
 	"moderators.min_power_level":          50,
@@ -216,11 +224,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	}
 	// viper's AutomaticEnv reads os.Getenv; going through lookupEnv keeps
 	// tests hermetic and makes the override rule explicit.
-	for _, key := range v.AllKeys() {
-		if value, ok := lookupEnv(EnvName(key)); ok {
-			v.Set(key, value)
-		}
-	}
+	envProblems := applyEnv(v, lookupEnv)
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {
 		return nil, fmt.Errorf("failed to decode configuration: %w", err)
@@ -230,10 +234,76 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg.Access.Deny = splitList(cfg.Access.Deny)
 	cfg.Albert.Models = splitList(cfg.Albert.Models)
 	cfg.Limits.Exempt = splitList(cfg.Limits.Exempt)
-	if err := cfg.Validate(); err != nil {
+	if err := withProblems(envProblems, cfg.Validate()); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// FileSuffix marks an environment variable holding the path of a file that
+// holds the value, for secrets handed over as files (systemd credentials,
+// container secrets): GUICHET_MATRIX_PASSWORD_FILE=/run/credentials/guichet.service/password.
+const FileSuffix = "_FILE"
+
+// applyEnv sets every key given in the environment, directly or through
+// FileSuffix, and reports the keys given both ways and the files that cannot
+// be read.
+func applyEnv(v *viper.Viper, lookupEnv func(string) (string, bool)) []Problem {
+	keys := v.AllKeys()
+	slices.Sort(keys) // problems in a stable order
+	direct := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		direct[EnvName(key)] = true
+	}
+	var problems []Problem
+	for _, key := range keys {
+		name := EnvName(key)
+		value, ok := lookupEnv(name)
+		fileName := name + FileSuffix
+		// Were there a key x and a key x_file, GUICHET_X_FILE would be the
+		// second key's variable, not a file for the first.
+		if file, fromFile := lookupEnv(fileName); fromFile && !direct[fileName] {
+			if ok {
+				problems = append(problems, Problem{key, fmt.Sprintf("given by both %s and %s; set only one", name, fileName)})
+				continue
+			}
+			content, err := os.ReadFile(file)
+			if err != nil {
+				// The path is left out: an operator who put the secret
+				// itself in the variable must not find it in the logs.
+				reason := err
+				var pathErr *fs.PathError
+				if errors.As(err, &pathErr) {
+					reason = pathErr.Err
+				}
+				problems = append(problems, Problem{key, fmt.Sprintf("%s names a file that cannot be read (%v)", fileName, reason)})
+				continue
+			}
+			value, ok = strings.TrimRight(string(content), "\r\n"), true
+		}
+		if ok {
+			v.Set(key, value)
+		}
+	}
+	return problems
+}
+
+// withProblems adds the environment's problems to the validation's, once
+// per key: a key whose value could not be read is not also reported missing.
+func withProblems(envProblems []Problem, validateErr error) error {
+	if len(envProblems) == 0 {
+		return validateErr
+	}
+	problems := slices.Clone(envProblems)
+	var ve *ValidationError
+	if errors.As(validateErr, &ve) {
+		for _, p := range ve.Problems {
+			if !slices.ContainsFunc(envProblems, func(e Problem) bool { return e.Key == p.Key }) {
+				problems = append(problems, p)
+			}
+		}
+	}
+	return &ValidationError{Problems: problems}
 }
 
 // EnvName gives the environment variable that overrides key.

@@ -674,6 +674,185 @@ func TestLoadOtherErrors(t *testing.T) {
 	}
 }
 
+func TestEnvFromFile(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string // name in a temp dir -> content
+		yaml  string            // appended to the base file
+		env   map[string]string // "{dir}/" stands for the temp dir
+		check func(t *testing.T, c *config.Config)
+		// On failure: the keys named, and text the message must hold.
+		wantProblems []string
+		wantText     []string
+	}{
+		{
+			name:  "secrets from files, trailing newline trimmed",
+			files: map[string]string{"password": testPassword + "\n", "pickle": testPickleKey + "\r\n", "api": testAPIKey + "\n\n"},
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD_FILE":   "{dir}/password",
+				"GUICHET_MATRIX_PICKLE_KEY_FILE": "{dir}/pickle",
+				"GUICHET_ALBERT_API_KEY_FILE":    "{dir}/api",
+			},
+			check: func(t *testing.T, c *config.Config) {
+				if c.Matrix.Password != testPassword || c.Matrix.PickleKey != testPickleKey || c.Albert.APIKey != testAPIKey {
+					t.Errorf("Password, PickleKey, APIKey = %q, %q, %q; want the files' without newlines",
+						c.Matrix.Password, c.Matrix.PickleKey, c.Albert.APIKey)
+				}
+			},
+		},
+		{
+			name:  "inner and leading spaces kept",
+			files: map[string]string{"password": "  pass word \n"},
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD_FILE": "{dir}/password",
+				"GUICHET_MATRIX_PICKLE_KEY":    testPickleKey,
+				"GUICHET_ALBERT_API_KEY":       testAPIKey,
+			},
+			check: func(t *testing.T, c *config.Config) {
+				if c.Matrix.Password != "  pass word " {
+					t.Errorf("Password = %q, want %q", c.Matrix.Password, "  pass word ")
+				}
+			},
+		},
+		{
+			name:         "an empty variable is set too",
+			files:        map[string]string{"api": testAPIKey},
+			env:          merge(secretEnv(), map[string]string{"GUICHET_ALBERT_API_KEY": "", "GUICHET_ALBERT_API_KEY_FILE": "{dir}/api"}),
+			wantProblems: []string{"albert.api_key"},
+			wantText:     []string{"GUICHET_ALBERT_API_KEY and GUICHET_ALBERT_API_KEY_FILE"},
+		},
+		{
+			name:  "a file overrides the YAML file's value",
+			files: map[string]string{"api": testAPIKey},
+			yaml: `
+albert:
+  api_key: file-api-key
+`,
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD":     testPassword,
+				"GUICHET_MATRIX_PICKLE_KEY":   testPickleKey,
+				"GUICHET_ALBERT_API_KEY_FILE": "{dir}/api",
+			},
+			check: func(t *testing.T, c *config.Config) {
+				if c.Albert.APIKey != testAPIKey {
+					t.Errorf("APIKey = %q, want the secret file's", c.Albert.APIKey)
+				}
+			},
+		},
+		{
+			name:  "every key, not only secrets",
+			files: map[string]string{"timeout": "45s\n", "mods": "@a:x\n@b:y\n", "room": "!abc:agent.dinum.tchap.gouv.fr\n"},
+			env: merge(secretEnv(), map[string]string{
+				"GUICHET_ALBERT_TIMEOUT_FILE":   "{dir}/timeout",
+				"GUICHET_MODERATORS_USERS_FILE": "{dir}/mods",
+				"GUICHET_SUPPORT_ROOM_FILE":     "{dir}/room",
+			}),
+			check: func(t *testing.T, c *config.Config) {
+				if c.Albert.Timeout != 45*time.Second {
+					t.Errorf("Timeout = %s, want 45s", c.Albert.Timeout)
+				}
+				if want := []string{"@a:x", "@b:y"}; !slices.Equal(c.Moderators.Users, want) {
+					t.Errorf("Moderators.Users = %q, want %q (one per line)", c.Moderators.Users, want)
+				}
+				if c.SupportRoom != "!abc:agent.dinum.tchap.gouv.fr" {
+					t.Errorf("SupportRoom = %q", c.SupportRoom)
+				}
+			},
+		},
+		{
+			name:         "both set",
+			files:        map[string]string{"password": "other-password\n"},
+			env:          merge(secretEnv(), map[string]string{"GUICHET_MATRIX_PASSWORD_FILE": "{dir}/password"}),
+			wantProblems: []string{"matrix.password"},
+			wantText:     []string{"GUICHET_MATRIX_PASSWORD and GUICHET_MATRIX_PASSWORD_FILE", "only one"},
+		},
+		{
+			name: "missing file",
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD":        testPassword,
+				"GUICHET_MATRIX_PICKLE_KEY_FILE": "{dir}/absent",
+				"GUICHET_ALBERT_API_KEY":         testAPIKey,
+			},
+			// Not also "matrix.pickle_key: required": the key was given.
+			wantProblems: []string{"matrix.pickle_key"},
+			wantText:     []string{"GUICHET_MATRIX_PICKLE_KEY_FILE names a file that cannot be read", "no such file"},
+		},
+		{
+			name:  "a directory",
+			files: map[string]string{"secrets/x": "x"},
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD":     testPassword,
+				"GUICHET_MATRIX_PICKLE_KEY":   testPickleKey,
+				"GUICHET_ALBERT_API_KEY_FILE": "{dir}/secrets",
+			},
+			wantProblems: []string{"albert.api_key"},
+			wantText:     []string{"GUICHET_ALBERT_API_KEY_FILE names a file that cannot be read"},
+		},
+		{
+			name: "the secret itself put in the variable is not shown",
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD_FILE": testPassword,
+				"GUICHET_MATRIX_PICKLE_KEY":    testPickleKey,
+				"GUICHET_ALBERT_API_KEY":       testAPIKey,
+			},
+			wantProblems: []string{"matrix.password"},
+			wantText:     []string{"GUICHET_MATRIX_PASSWORD_FILE"},
+		},
+		{
+			name:  "with other problems, all at once",
+			files: map[string]string{"password": "other-password"},
+			env: map[string]string{
+				"GUICHET_MATRIX_PASSWORD":        testPassword,
+				"GUICHET_MATRIX_PASSWORD_FILE":   "{dir}/password",
+				"GUICHET_MATRIX_PICKLE_KEY":      testPickleKey,
+				"GUICHET_ALBERT_API_KEY_FILE":    "{dir}/absent",
+				"GUICHET_LOG_LEVEL":              "loud",
+				"GUICHET_MATRIX_HOMESERVER_FILE": "{dir}/absent",
+			},
+			wantProblems: []string{"albert.api_key", "matrix.homeserver", "matrix.password", "log.level"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for name, content := range tt.files {
+				file := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			env := map[string]string{}
+			for k, v := range tt.env {
+				env[k] = strings.ReplaceAll(v, "{dir}/", dir+string(filepath.Separator))
+			}
+			c, err := config.Load(writeFile(t, yamlWith("", tt.yaml)), lookup(env))
+			if tt.wantProblems == nil {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				tt.check(t, c)
+				return
+			}
+			if got := problemKeys(t, err); !slices.Equal(got, tt.wantProblems) {
+				t.Errorf("problems = %q, want %q\n%v", got, tt.wantProblems, err)
+			}
+			for _, w := range tt.wantText {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error lacks %q:\n%v", w, err)
+				}
+			}
+			for _, s := range []string{testPassword, testPickleKey, testAPIKey, "other-password"} {
+				if strings.Contains(err.Error(), s) {
+					t.Errorf("error shows secret %q:\n%v", s, err)
+				}
+			}
+		})
+	}
+}
+
 func TestEnvName(t *testing.T) {
 	tests := []struct{ key, want string }{
 		{"albert.api_key", "GUICHET_ALBERT_API_KEY"},
