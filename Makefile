@@ -14,7 +14,7 @@ export CGO_ENABLED := 1
 all: build
 
 build:
-	$(GO) build $(GOFLAGS_ALL) -o bin/guichet ./cmd/guichet
+	$(GO) build $(GOFLAGS_ALL) -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null)" -o bin/guichet ./cmd/guichet
 
 # Runs guichet with ./config.yaml (copy config.example.yaml and fill it in).
 run: build

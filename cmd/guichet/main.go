@@ -11,12 +11,14 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"guichet"
 	"guichet/app"
 	"guichet/bot"
 	"guichet/config"
@@ -41,16 +43,30 @@ func main() {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		runtime.GOMAXPROCS(1)
 	}
-	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stderr))
+	os.Exit(run(os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }
 
-func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) int {
+func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("guichet", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables override it")
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
+	showVersion := flags.Bool("version", false, "print guichet's, Go's and mautrix's versions and exit")
+	generateConfig := flags.Bool("generate-config", false, "print the documented example configuration and exit")
+	checkConfig := flags.Bool("check-config", false, "validate the configuration (-config and GUICHET_* variables) and exit: 0 valid, 2 not; connects to nothing")
 	if err := flags.Parse(args); err != nil {
 		return exitUsage
+	}
+	if countTrue(*showVersion, *generateConfig, *checkConfig) > 1 {
+		fmt.Fprintln(stderr, "guichet: -version, -generate-config and -check-config go alone")
+		return exitUsage
+	}
+	switch {
+	case *showVersion:
+		info, _ := debug.ReadBuildInfo()
+		return write(stdout, stderr, readVersions(version, info).String()+"\n")
+	case *generateConfig:
+		return write(stdout, stderr, guichet.ExampleConfig())
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -71,6 +87,11 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	if err != nil {
 		fmt.Fprintln(stderr, "guichet:", err)
 		return exitConfig
+	}
+	if *checkConfig {
+		// Nothing more: no database opened, no homeserver nor Albert
+		// called, so that a deployment can check before it restarts.
+		return write(stdout, stderr, fmt.Sprintf("guichet: %s and the environment make a valid configuration\n", *configFile))
 	}
 	log := newLogger(cfg.Log, stderr)
 
@@ -101,6 +122,26 @@ func run(args []string, lookupEnv func(string) (string, bool), stderr io.Writer)
 	}
 	log.Info().Msg("Stopped cleanly")
 	return exitOK
+}
+
+// write prints an operator flag's output; a failure (a full disk, a closed
+// pipe) must not exit 0.
+func write(stdout, stderr io.Writer, text string) int {
+	if _, err := io.WriteString(stdout, text); err != nil {
+		fmt.Fprintln(stderr, "guichet: failed to write the output:", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func countTrue(flags ...bool) int {
+	n := 0
+	for _, f := range flags {
+		if f {
+			n++
+		}
+	}
+	return n
 }
 
 func newLogger(cfg config.Log, out io.Writer) zerolog.Logger {
