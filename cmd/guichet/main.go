@@ -49,7 +49,7 @@ func main() {
 func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
 	flags := flag.NewFlagSet("guichet", flag.ContinueOnError)
 	flags.SetOutput(stderr)
-	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables override it")
+	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables, or GUICHET_*_FILE naming a file that holds the value, override it")
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
 	showVersion := flags.Bool("version", false, "print guichet's, Go's and mautrix's versions and exit")
 	generateConfig := flags.Bool("generate-config", false, "print the documented example configuration and exit")
