@@ -298,7 +298,7 @@ func TestCheckConfig(t *testing.T) {
 			db := filepath.Join(dir, "guichet.db")
 			yaml := tt.yaml
 			if yaml == "" {
-				yaml = string(guichet.ExampleConfig())
+				yaml = guichet.ExampleConfig()
 			}
 			file := filepath.Join(dir, "config.yaml")
 			if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
