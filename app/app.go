@@ -89,6 +89,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		DeviceID:         id.DeviceID(cfg.Matrix.DeviceID),
 		DeviceName:       cfg.Matrix.DeviceName,
 		PickleKey:        cfg.Matrix.PickleKey,
+		RecoveryKeyFile:  cfg.Matrix.RecoveryKeyFile,
 		SupportRoom:      cfg.SupportRoom,
 		Moderators:       mods,
 		MinPowerLevel:    cfg.Moderators.MinPowerLevel,

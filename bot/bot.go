@@ -69,6 +69,10 @@ type Config struct {
 	ReminderCheck time.Duration
 	// Location is the time zone of dates shown to people.
 	Location *time.Location
+
+	// RecoveryKeyFile receives, once, the recovery key of the cross-signing
+	// keys guichet creates (empty: not written).
+	RecoveryKeyFile string
 }
 
 // Assistant answers questions; albert.Client implements it.
@@ -296,6 +300,7 @@ func (b *Bot) connect(ctx context.Context) error {
 	if helper.LoginAs != nil {
 		b.saveSession(ctx, cli)
 	}
+	b.crossSign(ctx, helper.Machine())
 	syncer.otk = &otkKeeper{mach: helper.Machine(), now: b.now}
 	// The sync token is saved only after each sync's events are recorded.
 	cli.Store = syncer.wrapStore(cli.Store)

@@ -7,6 +7,10 @@
 //   {"cmd":"join","roomId"}                       (a room id or alias)
 //   {"cmd":"send","roomId","body"} or {"cmd":"send","roomId","content":{...}}
 //                                                 -> {"ok":true,"eventId"}
+//   {"cmd":"device_status","userId","deviceId"}  -> {"ok":true,"result":{"known",
+//     "signedByOwner","crossSigningVerified","locallyVerified","verified"}}
+//     (known: the device is in the crypto store, which holds the users the
+//     person shares an encrypted room with)
 //   {"cmd":"stop"}                                -> exits 0
 // Events:
 //   {"event":"invite","roomId","inviter","isDirect"}   (the room is then joined)
@@ -176,12 +180,28 @@ async function handle(cmd) {
       const res = await client.sendMessage(cmd.roomId, content);
       return { eventId: res.event_id };
     }
+    case "device_status":
+      return { result: await deviceStatus(cmd.userId, cmd.deviceId) };
     case "stop":
       shutdown(cmd.id);
       return null;
     default:
       throw new Error(`unknown command ${cmd.cmd}`);
   }
+}
+
+// deviceStatus is what Element shows for a device: signedByOwner means
+// cross-signed by its owner's self-signing key, itself signed by the owner's
+// master key.
+async function deviceStatus(userId, deviceId) {
+  const status = await client.getCrypto().getDeviceVerificationStatus(userId, deviceId);
+  return {
+    known: !!status,
+    signedByOwner: !!status?.signedByOwner,
+    crossSigningVerified: !!status?.crossSigningVerified,
+    locallyVerified: !!status?.localVerified,
+    verified: !!status?.isVerified(),
+  };
 }
 
 function shutdown(id) {

@@ -92,9 +92,10 @@ type joinedRoom struct {
 }
 
 type reply struct {
-	OK      bool   `json:"ok"`
-	Error   string `json:"error"`
-	EventID string `json:"eventId"`
+	OK      bool            `json:"ok"`
+	Error   string          `json:"error"`
+	EventID string          `json:"eventId"`
+	Result  json.RawMessage `json:"result"`
 }
 
 // line is any line node writes on stdout: a reply (with id) or an event.
@@ -117,6 +118,8 @@ type line struct {
 	ReplaceOf     *string `json:"replaceOf"`
 	InReplyTo     *string `json:"inReplyTo"`
 	TS            int64   `json:"ts"`
+	// Result is a command's structured answer (device_status).
+	Result json.RawMessage `json:"result"`
 }
 
 // Dir finds e2e/jsagent: the nearest folder holding go.mod, walking up from
@@ -244,7 +247,7 @@ func (a *Agent) handle(raw []byte) {
 	switch {
 	case l.OK != nil:
 		if l.ID != nil {
-			a.replies[*l.ID] = reply{OK: *l.OK, Error: l.Error, EventID: l.EventID}
+			a.replies[*l.ID] = reply{OK: *l.OK, Error: l.Error, EventID: l.EventID, Result: l.Result}
 		} else if !*l.OK {
 			fmt.Fprintf(a.log, "jsagent: error without id: %s\n", l.Error)
 		}
@@ -354,6 +357,35 @@ func (a *Agent) SendText(ctx context.Context, room id.RoomID, body string) (id.E
 func (a *Agent) SendContent(ctx context.Context, room id.RoomID, content *event.MessageEventContent) (id.EventID, error) {
 	res, err := a.call(ctx, map[string]any{"cmd": "send", "roomId": room, "content": content})
 	return id.EventID(res.EventID), err
+}
+
+// DeviceStatus is how matrix-js-sdk judges another device, as Element
+// shows it (crypto.getDeviceVerificationStatus).
+type DeviceStatus struct {
+	// Known is false while the device is not in the person's crypto store,
+	// which tracks the users she shares an encrypted room with.
+	Known bool `json:"known"`
+	// SignedByOwner: cross-signed by its owner's self-signing key, signed by
+	// the owner's master key; Element shows such a device as verified by
+	// its owner.
+	SignedByOwner bool `json:"signedByOwner"`
+	// CrossSigningVerified: signed by its owner, whom this person verified.
+	CrossSigningVerified bool `json:"crossSigningVerified"`
+	LocallyVerified      bool `json:"locallyVerified"`
+	Verified             bool `json:"verified"`
+}
+
+// DeviceStatus returns how the person's client judges device of user.
+func (a *Agent) DeviceStatus(ctx context.Context, user id.UserID, device id.DeviceID) (DeviceStatus, error) {
+	res, err := a.call(ctx, map[string]any{"cmd": "device_status", "userId": user, "deviceId": device})
+	if err != nil {
+		return DeviceStatus{}, err
+	}
+	var st DeviceStatus
+	if err := json.Unmarshal(res.Result, &st); err != nil {
+		return DeviceStatus{}, fmt.Errorf("failed to decode device_status: %w", err)
+	}
+	return st, nil
 }
 
 // WaitMessage returns the first message, in arrival order, that matches and
