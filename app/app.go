@@ -16,16 +16,21 @@ import (
 	"guichet/approvals"
 	"guichet/bot"
 	"guichet/config"
+	"guichet/metrics"
 	"guichet/ratelimit"
 	"guichet/store"
 )
 
 // App is a configured guichet.
 type App struct {
-	Bot   *bot.Bot
-	Store *store.Store
-	close func() error
+	Bot     *bot.Bot
+	Store   *store.Store
+	log     zerolog.Logger
+	metrics *metrics.Server // nil when metrics.listen is empty
+	close   func() error
 }
+
+var _ bot.Metrics = (*metrics.Metrics)(nil)
 
 // Options are the knobs tests turn; production uses the zero value.
 type Options struct {
@@ -33,6 +38,10 @@ type Options struct {
 	Now func() time.Time
 	// ReminderCheck is how often stale requests are looked for (default 1 min).
 	ReminderCheck time.Duration
+	// HealthMaxSyncAge and HealthFailingFor tune /healthz (see
+	// metrics.HealthConfig; zero: its defaults).
+	HealthMaxSyncAge time.Duration
+	HealthFailingFor time.Duration
 }
 
 // New opens the database, applies migrations and builds the bot.
@@ -80,8 +89,17 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		TokensPerMinute:   cfg.Limits.Global.TokensPerMinute,
 		WaitNotice:        cfg.Limits.Global.WaitNotice,
 	}, now)
+	// The bot reports to the metrics only when they are served.
+	var rec *metrics.Metrics
+	var b *bot.Bot
+	if cfg.Metrics.Listen != "" {
+		rec = metrics.New(metrics.Sources{
+			Requests: st, Queue: gate, Outbox: st,
+			Breaker: metrics.BreakerFunc(func() bool { return b.BreakerOpen() }), // scraped once Run serves, b is set by then
+		})
+	}
 	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
-	b := bot.New(bot.Config{
+	b = bot.New(bot.Config{
 		Homeserver:       cfg.Matrix.Homeserver,
 		UserID:           id.UserID(cfg.Matrix.UserID),
 		Password:         cfg.Matrix.Password,
@@ -114,12 +132,54 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		Location:         loc,
 	}, bot.Deps{
 		DB: db, Store: st, Approvals: service, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
+		Metrics: botMetrics(rec),
 	})
-	return &App{Bot: b, Store: st, close: db.Close}, nil
+	a := &App{Bot: b, Store: st, log: log, close: db.Close}
+	if rec != nil {
+		// Bound now: a port already taken is a start-up error.
+		a.metrics, err = metrics.Listen(cfg.Metrics.Listen, rec.Handler(metrics.HealthConfig{
+			DB: st, Ready: b.Ready(), MaxSyncAge: opts.HealthMaxSyncAge, FailingFor: opts.HealthFailingFor, Now: now,
+		}))
+		if err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// botMetrics is rec as the bot's recorder; nil (not a nil pointer in an
+// interface) when metrics are off, so that the bot records nothing.
+func botMetrics(rec *metrics.Metrics) bot.Metrics {
+	if rec == nil {
+		return nil
+	}
+	return rec
+}
+
+// MetricsAddr is the address /metrics, /healthz and /readyz are served on
+// ("" when metrics.listen is empty).
+func (a *App) MetricsAddr() string {
+	if a.metrics == nil {
+		return ""
+	}
+	return a.metrics.Addr()
 }
 
 // Run serves until ctx ends, then closes the database.
 func (a *App) Run(ctx context.Context) error {
+	if a.metrics != nil {
+		srvCtx, stop := context.WithCancel(a.log.WithContext(ctx))
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			if err := a.metrics.Serve(srvCtx); err != nil {
+				a.log.Err(err).Msg("Metrics server stopped")
+			}
+		}()
+		// Served until the bot has stopped, so that health says so.
+		defer func() { stop(); <-served }()
+	}
 	err := a.Bot.Run(ctx)
 	if cerr := a.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("failed to close database: %w", cerr)

@@ -36,6 +36,7 @@ type answer struct {
 	tokens      int           // prompt and completion tokens used (estimated when Albert did not say)
 	waited      time.Duration // in Albert's calls and the backoff between them, nothing else
 	ok          bool          // false: the agent got an error sentence instead of an answer
+	cut         bool          // the answer stopped in the middle (ok is false)
 	notices     []string
 	usage       []store.Usage // the calls made, written when the question is finished
 }
@@ -374,10 +375,11 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		}
 		callCtx, cancel := context.WithTimeout(ctx, b.cfg.AlbertTimeout)
 		start := b.now()
-		got, err := b.assistant.Stream(callCtx, model, msgs, disp.update)
+		got, err := b.assistant.Stream(callCtx, model, msgs, b.firstToken(start, disp.update))
 		cancel()
 		result.waited += b.now().Sub(start)
 		aerr := albert.Classify(err)
+		b.metrics.AlbertTokens(got.Usage.PromptTokens, got.Usage.CompletionTokens)
 		result.usage = b.usage(result.usage, evt, model, got, b.now().Sub(start), aerr)
 		result.tokens += got.Usage.PromptTokens + got.Usage.CompletionTokens
 		if aerr == nil {
@@ -398,6 +400,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			return result
 		}
 		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
+		b.metrics.AlbertError(string(aerr.Class))
 		if aerr.Class == albert.ClassDailyLimit && model != b.cfg.Model {
 			// Albert's limits are per model: the daily window of the model
 			// this agent picked stops that model, not the service. Back to
@@ -436,7 +439,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		}
 		if aerr.Partial {
 			b.alerts.failed(ctx, aerr)
-			result.text = strings.TrimSpace(got.Text) + "\n\n" + textAnswerCut
+			result.text, result.cut = strings.TrimSpace(got.Text)+"\n\n"+textAnswerCut, true
 			return result
 		}
 		if aerr.Retryable() && attempt < b.cfg.MaxRetries && !(aerr.Class == albert.ClassTimeout && attempt >= 1) &&
@@ -461,6 +464,16 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		b.alerts.failed(ctx, aerr)
 		result.text = textAlbertFailure(aerr.Class)
 		return result
+	}
+}
+
+// firstToken passes each piece of an answer to onDelta, and reports the
+// time from start to the first one.
+func (b *Bot) firstToken(start time.Time, onDelta func(string)) func(string) {
+	var once sync.Once
+	return func(text string) {
+		once.Do(func() { b.metrics.AlbertFirstToken(b.now().Sub(start)) })
+		onDelta(text)
 	}
 }
 

@@ -5,6 +5,7 @@
 package bot
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -144,6 +145,7 @@ type Deps struct {
 	Gate      *ratelimit.Gate    // global concurrency and rate limits
 	Log       zerolog.Logger
 	Now       func() time.Time
+	Metrics   Metrics // nil: nothing recorded
 }
 
 // Bot is guichet's Matrix side.
@@ -159,6 +161,7 @@ type Bot struct {
 	pause     *ratelimit.KeyPause // Albert refused the key for hours
 	log       zerolog.Logger
 	now       func() time.Time
+	metrics   Metrics
 
 	loc         *time.Location
 	alerts      *alerts
@@ -201,7 +204,7 @@ func New(cfg Config, deps Deps) *Bot {
 	b := &Bot{
 		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
 		limiter: deps.Limiter, gate: deps.Gate,
-		log: deps.Log, now: now, moderators: mods,
+		log: deps.Log, now: now, metrics: cmp.Or[Metrics](deps.Metrics, noMetrics{}), moderators: mods,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), joinSem: make(chan struct{}, 8),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}

@@ -86,6 +86,7 @@ type reply struct {
 	leave    bool          // leave the room once the reply is sent
 	albert   time.Duration // spent waiting for the assistant, if it was asked
 	charge   *charge       // what the question costs, settled with the reply
+	outcome  string        // a question's outcome, for Metrics ("" if not a question)
 }
 
 func noticeReply(text string) *reply { return &reply{text: text, msgType: event.MsgNotice} }
@@ -122,6 +123,9 @@ func (b *Bot) handleDM(ctx context.Context, item store.InboxItem) {
 		// From receipt to the answer queued for sending: Albert's share and
 		// guichet's own.
 		log.Info().Dur("albert_ms", r.albert).Dur("own_ms", b.now().Sub(item.ReceivedAt)-r.albert).Msg("Answered question")
+	}
+	if r != nil && r.outcome == outcomeAnswered {
+		b.metrics.Answered(b.now().Sub(item.ReceivedAt))
 	}
 }
 
@@ -229,9 +233,12 @@ func (b *Bot) answerDM(ctx context.Context, evt *event.Event) (*reply, error) {
 		return nil, err
 	}
 	if why := b.notAllowed(standing); why != "" {
+		b.metrics.Question(outcomeRefused)
 		return noticeReply(why), nil
 	}
-	return b.question(ctx, evt, content, text)
+	r, err := b.question(ctx, evt, content, text)
+	b.reportQuestion(ctx, r, err)
+	return r, err
 }
 
 // notAllowed says why someone may not ask a question yet ("" if they may).
@@ -289,7 +296,7 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	release, refusal, err := b.admit(ctx, evt, &notices)
 	if err != nil || refusal != nil {
 		if refusal != nil {
-			refusal.notices = notices
+			refusal.notices, refusal.outcome = notices, outcomeLimited
 		}
 		return refusal, err
 	}
@@ -305,8 +312,12 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read overload mode")
 	}
 	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited,
-		charge: &charge{evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}}
+		charge: &charge{evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}, outcome: outcomeAnswered}
 	if !res.ok {
+		r.outcome = outcomeFailed
+		if res.cut {
+			r.outcome = outcomeCut
+		}
 		r.msgType = event.MsgNotice
 		if res.placeholder != "" {
 			r.msgType = event.MsgText

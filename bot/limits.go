@@ -50,9 +50,13 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 		}
 		return nil, noticeReply(textAlbertError(albert.ClassBusy)), nil
 	}
+	queued := b.now()
 	release, err = b.gate.Acquire(ctx, evt.Sender, func(position int) {
 		b.tellNow(ctx, fmt.Sprintf("queue:%s", evt.ID), evt, textQueuePosition(position))
 	})
+	if err == nil {
+		b.metrics.QueueWait(b.now().Sub(queued))
+	}
 	switch {
 	case errors.Is(err, ratelimit.ErrQueueFull), errors.Is(err, ratelimit.ErrBusyAgent):
 		refund()

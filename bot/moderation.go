@@ -116,6 +116,7 @@ func (b *Bot) approve(ctx context.Context, actor id.UserID, t target, note strin
 	} else if err != nil {
 		return "", err
 	}
+	b.metrics.Decision(grantDecision(req, decisionApproved))
 	return b.granted(ctx, req, textApproved(user, req, pre))
 }
 
@@ -153,6 +154,7 @@ func (b *Bot) reject(ctx context.Context, actor id.UserID, t target, reason stri
 	} else if err != nil {
 		return "", err
 	}
+	b.metrics.Decision(decisionRejected)
 	if err := b.notifyAgent(ctx, fmt.Sprintf("rejected:%d", req.ID), req, textRejectedNotice(user, reason)); err != nil {
 		return "", err
 	}
@@ -174,6 +176,7 @@ func (b *Bot) cmdRevoke(ctx context.Context, inv *invocation) (string, error) {
 	} else if err != nil {
 		return "", err
 	}
+	b.metrics.Decision(decisionRevoked)
 	if err := b.notifyAgent(ctx, fmt.Sprintf("revoked:%d", req.ID), req, textRevokedNotice(user, reason)); err != nil {
 		return "", err
 	}
@@ -199,6 +202,7 @@ func (b *Bot) cmdReverse(ctx context.Context, inv *invocation) (string, error) {
 	case err != nil:
 		return "", err
 	}
+	b.metrics.Decision(grantDecision(req, decisionReversed))
 	return b.granted(ctx, req, textReversed(req))
 }
 
@@ -211,6 +215,7 @@ func (b *Bot) welcomePromoted(ctx context.Context, promoted []*approvals.Request
 	users := make([]string, len(promoted))
 	for i, req := range promoted {
 		users[i] = req.UserID.String()
+		b.metrics.Decision(decisionPromoted)
 		if err := b.sendWelcome(ctx, req); err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to queue welcome")
 		}

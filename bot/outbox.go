@@ -162,6 +162,7 @@ func (b *Bot) failed(ctx context.Context, m store.Outgoing, cause error) (gaveUp
 		return false, true
 	}
 	log.Error().Err(cause).Bool("permanent", perm).Msg("Gave up delivering message")
+	b.metrics.OutboxGivenUp(string(m.Kind))
 	if m.DMCreated != "" {
 		// A room opened for this message that never became the person's DM
 		// (the invite failed) is left, not kept as an orphan.

@@ -65,6 +65,7 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 	case approvals.Created:
 		return b.replyRoom(ctx, evt, "ack", textAcknowledged(evt.Sender, req), evt.Sender)
 	case approvals.AutoApproved:
+		b.metrics.Decision(grantDecision(req, decisionAutoApproved))
 		if req.Status == approvals.StatusWaitlisted {
 			return b.replyRoom(ctx, evt, "ack", textAutoWaitlisted(evt.Sender, req), evt.Sender)
 		}
@@ -73,6 +74,7 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 		}
 		return b.sendWelcome(ctx, req)
 	case approvals.Denied:
+		b.metrics.Decision(decisionDenied)
 		return b.replyRoom(ctx, evt, "ack", textDenied(evt.Sender), evt.Sender)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -82,8 +83,16 @@ func (s *syncer) ProcessResponse(ctx context.Context, res *mautrix.RespSync, sin
 	if err := s.store.commit(ctx); err != nil {
 		return err
 	}
+	s.bot.metrics.Synced(s.bot.now())
 	s.bot.markReady()
 	return nil
+}
+
+// OnFailedSync implements mautrix.Syncer: the failure is recorded for the
+// health check, and mautrix's own retry policy applies.
+func (s *syncer) OnFailedSync(res *mautrix.RespSync, err error) (time.Duration, error) {
+	s.bot.metrics.SyncFailed(s.bot.now())
+	return s.DefaultSyncer.OnFailedSync(res, err)
 }
 
 // register adds guichet's handlers; it runs after cryptohelper.Init so the

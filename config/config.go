@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +38,7 @@ type Config struct {
 	Database     Database     `mapstructure:"database"`
 	Policy       Policy       `mapstructure:"policy"`
 	Log          Log          `mapstructure:"log"`
+	Metrics      Metrics      `mapstructure:"metrics"`
 }
 
 // Matrix is the bot's account on its homeserver.
@@ -153,6 +156,13 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
+// Metrics is where operators' monitoring reads guichet.
+type Metrics struct {
+	// Listen is the host:port serving /metrics, /healthz and /readyz
+	// (empty: not served).
+	Listen string `mapstructure:"listen"`
+}
+
 // DefaultSystemPrompt is used when albert.system_prompt is empty.
 const DefaultSystemPrompt = "Tu es l'Assistant IA des agents publics français. Réponds en français, " +
 	"clairement et brièvement, en Markdown. Si tu ne sais pas, dis-le."
@@ -206,6 +216,7 @@ var defaults = map[string]any{
 	"policy.version":                      "",
 	"log.level":                           "info",
 	"log.format":                          "json",
+	"metrics.listen":                      "",
 }
 
 // Load reads file (which may be empty to use only the environment) and the
@@ -491,10 +502,24 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "json or pretty")
 	}
+	if c.Metrics.Listen != "" && !isHostPort(c.Metrics.Listen) {
+		bad("metrics.listen", "empty (not served) or host:port, e.g. 127.0.0.1:9750")
+	}
 	if len(problems) > 0 {
 		return &ValidationError{Problems: problems}
 	}
 	return nil
+}
+
+// isHostPort accepts host:port with a numeric port (0 picks a free one);
+// the host may be empty (every interface).
+func isHostPort(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 func isHTTPURL(s string) bool {
