@@ -175,6 +175,7 @@ func (tb *Testbed) Config(dbPath string) *config.Config {
 			MaxContextTokens: 6000, MaxInputChars: 8000, EditInterval: 1500 * time.Millisecond, MaxRetries: 2,
 		},
 		Conversation: config.Conversation{IdleReset: 30 * time.Minute},
+		Privacy:      config.Privacy{Retention: 30 * 24 * time.Hour},
 		Limits: config.Limits{
 			Timezone:       "Europe/Paris",
 			PerUser:        config.PerUserLimits{MessagesPerMinute: 60, Burst: 20, MessagesPerDay: 1000, TokensPerDay: 1000000},
