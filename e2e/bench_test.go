@@ -294,6 +294,10 @@ func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess
 		args = append(args, "-cpuprofile", filepath.Join(dir, strings.NewReplacer("/", "_", "=", "").Replace(tb.Name())+".pprof"))
 	}
 	cmd := exec.Command(bin, args...)
+	// Its own working directory, as a service has: relative paths of the
+	// configuration (matrix.recovery_key_file) land there, not in the
+	// source tree.
+	cmd.Dir = filepath.Dir(configPath)
 	cmd.Env = withoutGuichetEnv(os.Environ())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
