@@ -155,6 +155,7 @@ type process struct {
 
 func startGuichet(ctx context.Context, binary, configPath string, env []string, logPath string) (*process, error) {
 	cmd := exec.Command(binary, "-config", configPath)
+	cmd.Dir = filepath.Dir(configPath) // relative paths of the configuration stay in the demo's folder
 	cmd.Env = env
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
