@@ -154,8 +154,14 @@ type process struct {
 }
 
 func startGuichet(ctx context.Context, binary, configPath string, env []string, logPath string) (*process, error) {
+	// In the demo's folder, so that relative paths of the configuration
+	// stay there; the binary's path is made absolute first (a relative
+	// Path is read from Dir).
+	if abs, err := filepath.Abs(binary); err == nil {
+		binary = abs
+	}
 	cmd := exec.Command(binary, "-config", configPath)
-	cmd.Dir = filepath.Dir(configPath) // relative paths of the configuration stay in the demo's folder
+	cmd.Dir = filepath.Dir(configPath)
 	cmd.Env = env
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
