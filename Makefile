@@ -60,3 +60,27 @@ $(JSAGENT)/node_modules/.package-lock.json: $(JSAGENT)/package-lock.json
 
 clean:
 	rm -rf bin
+
+# A statically linked guichet (cgo SQLite included), for an image FROM scratch
+# or any Linux host: bin/guichet-static. packaging/packaging_test.go builds it
+# with this target and runs it in an empty root.
+STATIC_OUT  ?= bin/guichet-static
+STATIC_TAGS := $(TAGS),netgo,osusergo,sqlite_omit_load_extension
+VERSION     ?= $(shell git describe --always --dirty 2>/dev/null)
+
+.PHONY: static image
+
+static:
+	$(GO) build -tags $(STATIC_TAGS) -trimpath \
+		-ldflags '-s -w -X main.version=$(VERSION) -linkmode external -extldflags "-static"' \
+		-o $(STATIC_OUT) ./cmd/guichet
+
+# The container image, from packaging/Containerfile, with podman or docker.
+ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+IMAGE  ?= guichet:$(or $(VERSION),latest)
+
+image:
+	@if [ -z "$(ENGINE)" ]; then echo "make image: neither podman nor docker is installed" >&2; exit 1; fi
+	$(ENGINE) build -f packaging/Containerfile --build-arg VERSION=$(VERSION) \
+		$(if $(findstring podman,$(ENGINE)),--ignorefile packaging/Containerfile.dockerignore) \
+		-t $(IMAGE) . || { echo "make image: $(ENGINE) could not build the image (see its error above)" >&2; exit 1; }
