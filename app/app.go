@@ -6,6 +6,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 	_ "time/tzdata" // dates shown to people are in Europe/Paris, wherever guichet runs
 
@@ -16,6 +17,7 @@ import (
 	"guichet/approvals"
 	"guichet/bot"
 	"guichet/config"
+	"guichet/hooks"
 	"guichet/metrics"
 	"guichet/ratelimit"
 	"guichet/store"
@@ -30,7 +32,10 @@ type App struct {
 	close   func() error
 }
 
-var _ bot.Metrics = (*metrics.Metrics)(nil)
+var (
+	_ bot.Metrics    = (*metrics.Metrics)(nil)
+	_ bot.HookSender = (*hooks.Sender)(nil)
+)
 
 // Options are the knobs tests turn; production uses the zero value.
 type Options struct {
@@ -98,6 +103,11 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 			Breaker: metrics.BreakerFunc(func() bool { return b.BreakerOpen() }), // scraped once Run serves, b is set by then
 		})
 	}
+	// A nil interface, not a nil *hooks.Sender, when hooks are off.
+	var hookSender bot.HookSender
+	if cfg.Hooks.DecisionsURL != "" {
+		hookSender = hooks.New(cfg.Hooks.DecisionsURL, cfg.Hooks.Secret, &http.Client{Timeout: hooks.DefaultTimeout})
+	}
 	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
 	b = bot.New(bot.Config{
 		Homeserver:       cfg.Matrix.Homeserver,
@@ -132,7 +142,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		Location:         loc,
 	}, bot.Deps{
 		DB: db, Store: st, Approvals: service, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
-		Metrics: botMetrics(rec),
+		Metrics: botMetrics(rec), Hooks: hookSender,
 	})
 	a := &App{Bot: b, Store: st, log: log, close: db.Close}
 	if rec != nil {

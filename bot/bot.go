@@ -146,6 +146,8 @@ type Deps struct {
 	Log       zerolog.Logger
 	Now       func() time.Time
 	Metrics   Metrics // nil: nothing recorded
+	// Hooks posts access decisions to hooks.decisions_url (nil: off).
+	Hooks HookSender
 }
 
 // Bot is guichet's Matrix side.
@@ -162,6 +164,7 @@ type Bot struct {
 	log       zerolog.Logger
 	now       func() time.Time
 	metrics   Metrics
+	hooks     HookSender
 
 	loc         *time.Location
 	alerts      *alerts
@@ -204,7 +207,7 @@ func New(cfg Config, deps Deps) *Bot {
 	b := &Bot{
 		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
 		limiter: deps.Limiter, gate: deps.Gate,
-		log: deps.Log, now: now, metrics: cmp.Or[Metrics](deps.Metrics, noMetrics{}), moderators: mods,
+		log: deps.Log, now: now, metrics: cmp.Or[Metrics](deps.Metrics, noMetrics{}), moderators: mods, hooks: deps.Hooks,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), joinSem: make(chan struct{}, 8),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}

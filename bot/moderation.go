@@ -15,6 +15,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/hooks"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -117,6 +118,9 @@ func (b *Bot) approve(ctx context.Context, actor id.UserID, t target, note strin
 		return "", err
 	}
 	b.metrics.Decision(grantDecision(req, decisionApproved))
+	if err := b.hookDecision(ctx, req, grantHook(req, hooks.Approved), actor, note); err != nil {
+		return "", err
+	}
 	return b.granted(ctx, req, textApproved(user, req, pre))
 }
 
@@ -155,6 +159,9 @@ func (b *Bot) reject(ctx context.Context, actor id.UserID, t target, reason stri
 		return "", err
 	}
 	b.metrics.Decision(decisionRejected)
+	if err := b.hookDecision(ctx, req, hooks.Rejected, actor, reason); err != nil {
+		return "", err
+	}
 	if err := b.notifyAgent(ctx, fmt.Sprintf("rejected:%d", req.ID), req, textRejectedNotice(user, reason)); err != nil {
 		return "", err
 	}
@@ -177,10 +184,14 @@ func (b *Bot) cmdRevoke(ctx context.Context, inv *invocation) (string, error) {
 		return "", err
 	}
 	b.metrics.Decision(decisionRevoked)
+	if err := b.hookDecision(ctx, req, hooks.Revoked, inv.evt.Sender, reason); err != nil {
+		return "", err
+	}
 	if err := b.notifyAgent(ctx, fmt.Sprintf("revoked:%d", req.ID), req, textRevokedNotice(user, reason)); err != nil {
 		return "", err
 	}
-	return textRevoked(user, req) + b.welcomePromoted(ctx, promoted), nil
+	line, err := b.welcomePromoted(ctx, inv.evt.Sender, promoted)
+	return textRevoked(user, req) + line, err
 }
 
 // cmdReverse undoes a rejection or a revocation: the one explicit way back,
@@ -203,24 +214,38 @@ func (b *Bot) cmdReverse(ctx context.Context, inv *invocation) (string, error) {
 		return "", err
 	}
 	b.metrics.Decision(grantDecision(req, decisionReversed))
+	if err := b.hookDecision(ctx, req, hooks.Reversed, inv.evt.Sender, inv.rest); err != nil {
+		return "", err
+	}
 	return b.granted(ctx, req, textReversed(req))
 }
 
-// welcomePromoted queues the welcome of agents who left the waitlist and
-// returns a line for the moderators.
-func (b *Bot) welcomePromoted(ctx context.Context, promoted []*approvals.Request) string {
+// welcomePromoted queues the welcome (and the decision hook) of agents who
+// left the waitlist because of actor, and returns a line for the moderators.
+func (b *Bot) welcomePromoted(ctx context.Context, actor id.UserID, promoted []*approvals.Request) (string, error) {
 	if len(promoted) == 0 {
-		return ""
+		return "", nil
 	}
 	users := make([]string, len(promoted))
 	for i, req := range promoted {
 		users[i] = req.UserID.String()
 		b.metrics.Decision(decisionPromoted)
+		if err := b.hookDecision(ctx, req, hooks.Promoted, actor, ""); err != nil {
+			return "", err
+		}
 		if err := b.sendWelcome(ctx, req); err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to queue welcome")
 		}
 	}
-	return "\n\n" + textPromoted(users)
+	return "\n\n" + textPromoted(users), nil
+}
+
+// grantHook is the hook decision of a grant: waitlisted when no place was free.
+func grantHook(req *approvals.Request, decision string) string {
+	if req.Status == approvals.StatusWaitlisted {
+		return hooks.Waitlisted
+	}
+	return decision
 }
 
 func (b *Bot) cmdPending(ctx context.Context, _ *invocation) (string, error) {
@@ -278,8 +303,12 @@ func (b *Bot) cmdCapacity(ctx context.Context, inv *invocation) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	line, err := b.welcomePromoted(ctx, evt.Sender, promoted)
+	if err != nil {
+		return "", err
+	}
 	_, used, err := b.approvals.Capacity(ctx)
-	return textCapacitySet(limit, used) + b.welcomePromoted(ctx, promoted), err
+	return textCapacitySet(limit, used) + line, err
 }
 
 // Reaction keys that decide on a request, without emoji variation selectors.
@@ -358,7 +387,8 @@ func (b *Bot) cmdOverload(ctx context.Context, inv *invocation) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	return textOverloadSet(on, b.cfg.OverloadFactor) + b.welcomePromoted(ctx, promoted), nil
+	line, err := b.welcomePromoted(ctx, evt.Sender, promoted)
+	return textOverloadSet(on, b.cfg.OverloadFactor) + line, err
 }
 
 func (b *Bot) cmdQuotaOverride(ctx context.Context, inv *invocation) (string, error) {

@@ -148,8 +148,17 @@ func (b *Bot) failed(ctx context.Context, m store.Outgoing, cause error) (gaveUp
 	perm := permanent(cause)
 	err := b.store.InTx(ctx, func(ctx context.Context) error {
 		var err error
-		if gaveUp, err = b.store.Failed(ctx, m.Key, cause.Error(), b.now(), perm); err != nil || !gaveUp {
+		if gaveUp, err = b.store.Failed(ctx, m.Key, cause.Error(), b.now(), perm); err != nil {
 			return err
+		}
+		if m.Kind == store.KindHook {
+			if gaveUp || m.Attempts+1 == hookAlertAttempts {
+				return b.reportHookDown(ctx, m, gaveUp, cause)
+			}
+			return nil
+		}
+		if !gaveUp {
+			return nil
 		}
 		return b.reportGivenUp(ctx, m, cause)
 	})
@@ -285,9 +294,12 @@ func (e *inviteError) Unwrap() error { return e.err }
 // are temporary.
 func permanent(err error) bool {
 	var inv *inviteError
+	var refused interface{ Permanent() bool }
 	switch {
-	case errors.Is(err, errRoomGone):
+	case errors.Is(err, errRoomGone), errors.Is(err, errHooksOff):
 		return true
+	case errors.As(err, &refused):
+		return refused.Permanent()
 	case errors.Is(err, mautrix.MLimitExceeded):
 		return false
 	case errors.Is(err, mautrix.MForbidden), errors.Is(err, mautrix.MNotFound), errors.Is(err, mautrix.MTooLarge),
@@ -345,6 +357,9 @@ func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
 // send sends m to a room its reader can read and records it sent. What it
 // learns on the way (the DM room opened for m) is set on m.
 func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
+	if m.Kind == store.KindHook {
+		return b.sendHook(ctx, m)
+	}
 	room, err := b.destination(ctx, m)
 	if err != nil {
 		return err

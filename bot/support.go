@@ -10,6 +10,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/approvals"
+	"guichet/hooks"
 	"guichet/store"
 )
 
@@ -66,6 +67,9 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 		return b.replyRoom(ctx, evt, "ack", textAcknowledged(evt.Sender, req), evt.Sender)
 	case approvals.AutoApproved:
 		b.metrics.Decision(grantDecision(req, decisionAutoApproved))
+		if err := b.hookDecision(ctx, req, grantHook(req, hooks.AutoApproved), "", ""); err != nil {
+			return err
+		}
 		if req.Status == approvals.StatusWaitlisted {
 			return b.replyRoom(ctx, evt, "ack", textAutoWaitlisted(evt.Sender, req), evt.Sender)
 		}
@@ -75,6 +79,9 @@ func (b *Bot) supportMessage(ctx context.Context, evt *event.Event, content *eve
 		return b.sendWelcome(ctx, req)
 	case approvals.Denied:
 		b.metrics.Decision(decisionDenied)
+		if err := b.hookDecision(ctx, req, hooks.Denied, "", ""); err != nil {
+			return err
+		}
 		return b.replyRoom(ctx, evt, "ack", textDenied(evt.Sender), evt.Sender)
 	}
 	return nil

@@ -39,6 +39,16 @@ type Config struct {
 	Policy       Policy       `mapstructure:"policy"`
 	Log          Log          `mapstructure:"log"`
 	Metrics      Metrics      `mapstructure:"metrics"`
+	Hooks        Hooks        `mapstructure:"hooks"`
+}
+
+// Hooks posts access decisions to another service.
+type Hooks struct {
+	// DecisionsURL receives a signed JSON POST per access decision
+	// (empty: none sent).
+	DecisionsURL string `mapstructure:"decisions_url"`
+	// Secret signs each body (HMAC-SHA256); required with DecisionsURL.
+	Secret string `mapstructure:"secret"`
 }
 
 // Matrix is the bot's account on its homeserver.
@@ -217,6 +227,8 @@ var defaults = map[string]any{
 	"log.level":                           "info",
 	"log.format":                          "json",
 	"metrics.listen":                      "",
+	"hooks.decisions_url":                 "",
+	"hooks.secret":                        "",
 }
 
 // Load reads file (which may be empty to use only the environment) and the
@@ -408,6 +420,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Access.ReminderAfter < 0 {
 		bad("access.reminder_after", "a duration such as 4h, or 0 to never remind")
+	}
+	if c.Hooks.DecisionsURL != "" && !isHTTPURL(c.Hooks.DecisionsURL) {
+		bad("hooks.decisions_url", "empty, or the http(s) URL that receives access decisions")
+	}
+	if c.Hooks.DecisionsURL != "" && len(c.Hooks.Secret) < 16 {
+		bad("hooks.secret", "required with hooks.decisions_url, a random secret of at least 16 characters that signs each delivery")
 	}
 	if !isHTTPURL(c.Albert.BaseURL) {
 		bad("albert.base_url", "an http(s) URL ending in /v1, e.g. https://albert.api.etalab.gouv.fr/v1")

@@ -496,6 +496,12 @@ func TestValidationProblems(t *testing.T) {
 		{name: "several bad moderators give one problem", env: map[string]string{"GUICHET_MODERATORS_USERS": "bob,alice,@carol"}, want: []string{"moderators.users"}},
 		{name: "moderators valid", env: map[string]string{"GUICHET_MODERATORS_USERS": "@a:x,@jean.dupont-interieur.gouv.fr:agent.interieur.tchap.gouv.fr"}, want: nil},
 
+		{name: "hooks off", env: map[string]string{"GUICHET_HOOKS_SECRET": ""}, want: nil},
+		{name: "hooks without secret", env: map[string]string{"GUICHET_HOOKS_DECISIONS_URL": "https://rh.example.org/guichet"}, want: []string{"hooks.secret"}},
+		{name: "hooks secret too short", env: map[string]string{"GUICHET_HOOKS_DECISIONS_URL": "https://rh.example.org/guichet", "GUICHET_HOOKS_SECRET": "short"}, want: []string{"hooks.secret"}},
+		{name: "hooks url without scheme", env: map[string]string{"GUICHET_HOOKS_DECISIONS_URL": "rh.example.org/guichet", "GUICHET_HOOKS_SECRET": "0123456789abcdef"}, want: []string{"hooks.decisions_url"}},
+		{name: "hooks valid", env: map[string]string{"GUICHET_HOOKS_DECISIONS_URL": "http://127.0.0.1:9000/hook", "GUICHET_HOOKS_SECRET": "0123456789abcdef"}, want: nil},
+
 		{name: "power level 0", env: map[string]string{"GUICHET_MODERATORS_MIN_POWER_LEVEL": "0"}, want: []string{"moderators.min_power_level"}},
 		{name: "power level 101", env: map[string]string{"GUICHET_MODERATORS_MIN_POWER_LEVEL": "101"}, want: []string{"moderators.min_power_level"}},
 		{name: "power level negative", env: map[string]string{"GUICHET_MODERATORS_MIN_POWER_LEVEL": "-50"}, want: []string{"moderators.min_power_level"}},
@@ -685,6 +691,19 @@ func TestEnvFromFile(t *testing.T) {
 		wantProblems []string
 		wantText     []string
 	}{
+		{
+			name:  "hooks secret from a file",
+			files: map[string]string{"hooks": "0123456789abcdef-hooks\n"},
+			env: merge(secretEnv(), map[string]string{
+				"GUICHET_HOOKS_DECISIONS_URL": "https://rh.example.org/guichet",
+				"GUICHET_HOOKS_SECRET_FILE":   "{dir}/hooks",
+			}),
+			check: func(t *testing.T, c *config.Config) {
+				if c.Hooks.Secret != "0123456789abcdef-hooks" || c.Hooks.DecisionsURL != "https://rh.example.org/guichet" {
+					t.Errorf("Hooks = %q, %q; want the file's secret without newline", c.Hooks.DecisionsURL, c.Hooks.Secret)
+				}
+			},
+		},
 		{
 			name:  "secrets from files, trailing newline trimmed",
 			files: map[string]string{"password": testPassword + "\n", "pickle": testPickleKey + "\r\n", "api": testAPIKey + "\n\n"},

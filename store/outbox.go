@@ -38,6 +38,10 @@ const (
 	KindAlert         Kind = "alert"         // operator alert
 	KindResolved      Kind = "resolved"      // operator alert resolved
 	KindUndelivered   Kind = "undelivered"   // someone told that a message could not be delivered
+	// KindHook is a decision posted to hooks.decisions_url, not a Matrix
+	// message: Markdown holds the exact JSON body, RoomID "hook:<user id>"
+	// keeps one agent's deliveries in order.
+	KindHook Kind = "hook"
 )
 
 // Decision tells the kinds that tell an agent about their access: when one
