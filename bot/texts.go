@@ -802,3 +802,17 @@ func textModsUndelivered(user id.UserID, kind store.Kind, requestID int64, why f
 // delivered to them.
 const textAnswerUndelivered = "⚠️ Je n'ai pas pu vous remettre ma réponse à l'une de vos questions. " +
 	"Si vous l'attendez encore, posez-la de nouveau ici."
+
+// textHookDown tells the moderators that decisions do not reach the
+// receiver configured in hooks.decisions_url.
+func textHookDown(requestID int64, gaveUp, refused bool) string {
+	state := "Je réessaie, mais les décisions suivantes attendent qu'il réponde."
+	switch {
+	case gaveUp && refused:
+		state = "Il a refusé la décision : je ne la lui renverrai pas."
+	case gaveUp:
+		state = "J'ai renoncé à la lui transmettre après de nombreux essais."
+	}
+	return fmt.Sprintf("⚠️ Le service qui reçoit les décisions d'accès (hooks.decisions_url) ne les accepte pas : "+
+		"la décision sur la demande n° %d ne lui est pas parvenue. %s Prévenez l'équipe qui l'exploite.", requestID, state)
+}

@@ -217,7 +217,12 @@ func (s *Store) Forget(ctx context.Context, user id.UserID) error {
 		if _, err := s.db.Exec(ctx, `UPDATE usage_ledger SET room_id='' WHERE user_id=$1`, user); err != nil {
 			return err
 		}
-		_, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE sender=$1 AND done_at IS NOT NULL`, user)
+		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE sender=$1 AND done_at IS NOT NULL`, user); err != nil {
+			return err
+		}
+		// Decision hooks already delivered hold a moderator's reason about
+		// the person (queued per person in the pseudo-room "hook:<user>").
+		_, err := s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE room_id=$1 AND sent_at IS NOT NULL`, "hook:"+user.String())
 		return err
 	})
 	if err != nil {
