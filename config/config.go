@@ -231,13 +231,30 @@ var defaults = map[string]any{
 	"hooks.secret":                        "",
 }
 
-// Load reads file (which may be empty to use only the environment) and the
-// GUICHET_* environment through lookupEnv, and validates the result.
-func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
+// Defaults returns the configuration made of the documented defaults only,
+// not validated (the keys without a default, such as the homeserver, are
+// empty): a base for configurations built in code (tests, the demo), so
+// that a key added later keeps its default there too.
+func Defaults() (*Config, error) {
+	var cfg Config
+	if err := withDefaults().Unmarshal(&cfg); err != nil {
+		return nil, fmt.Errorf("failed to decode the defaults: %w", err)
+	}
+	return &cfg, nil
+}
+
+func withDefaults() *viper.Viper {
 	v := viper.New()
 	for key, value := range defaults {
 		v.SetDefault(key, value)
 	}
+	return v
+}
+
+// Load reads file (which may be empty to use only the environment) and the
+// GUICHET_* environment through lookupEnv, and validates the result.
+func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	v := withDefaults()
 	if file != "" {
 		v.SetConfigFile(file)
 		v.SetConfigType("yaml")

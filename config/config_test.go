@@ -936,3 +936,22 @@ func TestExampleConfig(t *testing.T) {
 		}
 	})
 }
+
+// The defaults, once the keys that have none are given, are a valid
+// configuration: configurations built in code start from them.
+func TestDefaultsAreValid(t *testing.T) {
+	cfg, err := config.Defaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Privacy.Retention != 30*24*time.Hour || cfg.Limits.Breaker.MaxWait != 2*time.Minute {
+		t.Errorf("Defaults = %+v %+v: a default is missing", cfg.Privacy, cfg.Limits.Breaker)
+	}
+	cfg.Matrix.Homeserver, cfg.Matrix.UserID = "https://matrix.example.org", "@bot:example.org"
+	cfg.Matrix.Password, cfg.Matrix.PickleKey = "mot-de-passe", "cle-de-chiffrement-0123456789"
+	cfg.SupportRoom, cfg.Albert.APIKey = "!support:example.org", "cle"
+	cfg.Policy.URL, cfg.Policy.Version = "https://example.org/politique", "1"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the defaults do not validate: %v", err)
+	}
+}
