@@ -126,15 +126,15 @@ func (b *Bot) dispatchSupport(ctx context.Context, evt *event.Event, cmd command
 		return b.store.Enqueue(ctx, msg)
 	}
 	if refusal != "" {
-		what := "!" + cmd.Name
+		what, text := "!"+cmd.Name, mention(evt.Sender)+", "+lowerFirst(refusal)
 		if evt.Type == event.EventReaction {
-			what = "reaction " + cmd.Name
+			what, text = "reaction "+cmd.Name, textNotModeratorReaction(evt.Sender)
 		}
 		tell, err := b.approvals.Refused(ctx, evt.Sender, truncateRunes(what, maxEchoed))
 		if err != nil || !tell {
 			return err
 		}
-		return reply(mention(evt.Sender)+", "+lowerFirst(refusal), evt.Sender)
+		return reply(text, evt.Sender)
 	}
 	if spec == nil {
 		return reply(textUnknownCommand(cmd.Name))
