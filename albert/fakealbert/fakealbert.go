@@ -162,6 +162,15 @@ type Server struct {
 	midStyle   MidStreamStyle
 	requests   []Request
 	calls      int
+
+	// Retrieval (retrieval.go).
+	library          []Collection
+	searchLatency    time.Duration
+	searchFailN      int
+	searchFail       Failure
+	searchRequests   []SearchRequest
+	searchCalls      int
+	documentRequests int
 }
 
 // Start starts a fake on 127.0.0.1 with a random port. Close it when done.
@@ -175,7 +184,7 @@ func Start() *Server {
 // New returns a fake that is not listening, to mount its Handler elsewhere
 // (URL is then left empty).
 func New() *Server {
-	return &Server{reply: DefaultReply, models: DefaultModels()}
+	return &Server{reply: DefaultReply, models: DefaultModels(), library: DefaultLibrary()}
 }
 
 // Close stops the server started by Start, breaking open streams.
@@ -197,12 +206,31 @@ func DefaultModels() []albert.Model {
 
 // DefaultReply is the answer used unless SetReply is called: French, quoting
 // the last user message, with Markdown so that rendering is visible.
+//
+// When that message is guichet's retrieval prompt (numbered excerpts
+// "[N] « Titre » (collection)", then a line "Question : <question>"), it
+// quotes only the question (what follows "Question : " on the last such
+// line, and the lines after it), and when excerpts are numbered it adds a
+// sentence citing the first two numbers: "D'après [1] et [2], …" (only [1]
+// when there is one).
 func DefaultReply(req Request) string {
-	q := []rune(strings.TrimSpace(req.LastUserMessage()))
+	msg := req.LastUserMessage()
+	question, cited, ok := retrievalPrompt(msg)
+	if ok {
+		msg = question
+	}
+	q := []rune(strings.TrimSpace(msg))
 	if len(q) > 200 {
 		q = append(q[:200], '…')
 	}
-	return "Voici ma réponse à « " + string(q) + " ».\n\n" +
+	citation := ""
+	switch {
+	case len(cited) >= 2:
+		citation = "D'après " + cited[0] + " et " + cited[1] + ", les extraits fournis répondent à la question.\n\n"
+	case len(cited) == 1:
+		citation = "D'après " + cited[0] + ", l'extrait fourni répond à la question.\n\n"
+	}
+	return "Voici ma réponse à « " + string(q) + " ».\n\n" + citation +
 		"**Albert** (fake) retient deux points :\n\n" +
 		"- un premier point, *important* ;\n" +
 		"- un second point, avec `du code`.\n\n" +

@@ -25,11 +25,15 @@ const (
 )
 
 // Handler returns the fake's HTTP handler, serving /v1/chat/completions,
-// /v1/models and /health.
+// /v1/models, the retrieval routes (/v1/search, /v1/collections,
+// /v1/documents/{id}) and /health.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.chat)
 	mux.HandleFunc("GET /v1/models", s.listModels)
+	mux.HandleFunc("POST /v1/search", s.search)
+	mux.HandleFunc("GET /v1/collections", s.listCollections)
+	mux.HandleFunc("GET /v1/documents/{id}", s.getDocument)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
