@@ -25,11 +25,11 @@ func TestRedactedQuestionLeavesContextAndFiles(t *testing.T) {
 	// guichet forgets when the redaction reaches its sync: wait for it.
 	deadline := time.Now().Add(wait)
 	for {
-		turn, err := w.app.Store.TurnByEvent(w.ctx(), q)
+		turns, err := w.app.Store.TurnsOf(w.ctx(), q)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if turn == nil {
+		if len(turns) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -10,6 +10,7 @@ import (
 
 	"maunium.net/go/mautrix/id"
 
+	"guichet/conversation"
 	"guichet/store"
 )
 
@@ -39,9 +40,8 @@ func storeQuestion(t *testing.T, st *store.Store, room id.RoomID, user id.UserID
 	if err := st.MarkDone(ctx, evt, at); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.AddTurns(ctx, room, user,
-		store.Turn{Role: "user", Content: question, EventID: evt, At: at},
-		store.Turn{Role: "assistant", Content: answer, EventID: evt + ":answer", At: at}); err != nil {
+	if err := st.AddExchange(ctx, conversation.Exchange{Room: room, User: user, Question: evt,
+		Asked: question, AskedAt: at, Answered: answer, AnsweredAt: at}); err != nil {
 		t.Fatal(err)
 	}
 	key := "reply:" + evt.String()

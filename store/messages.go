@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -110,93 +111,11 @@ func (s *Store) UnfinishedInbox(ctx context.Context) ([]InboxItem, error) {
 	return s.scanInbox(ctx, `SELECT `+inboxColumns+` FROM inbox WHERE done_at IS NULL ORDER BY received_at`)
 }
 
-// Turn is one message of a conversation.
-type Turn struct {
-	Role    string // "user" or "assistant"
-	Content string
-	EventID id.EventID
-	At      time.Time
-}
-
-// AddTurns appends turns to the conversation in room.
-func (s *Store) AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...Turn) error {
-	for _, t := range turns {
-		if _, err := s.db.Exec(ctx, `INSERT INTO conversation_turn (room_id, user_id, role, content, event_id, at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			room, user, t.Role, t.Content, t.EventID, ms(t.At)); err != nil {
-			return fmt.Errorf("failed to store conversation turn: %w", err)
-		}
-	}
-	return nil
-}
-
-// RecentTurns returns at most limit latest turns in room since a time,
-// oldest first.
-func (s *Store) RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]Turn, error) {
-	rows, err := s.db.Query(ctx, `SELECT role, content, event_id, at FROM
-		(SELECT id, role, content, event_id, at FROM conversation_turn WHERE room_id=$1 AND at >= $3 ORDER BY id DESC LIMIT $2)
-		ORDER BY id`, room, limit, ms(since))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Turn
-	for rows.Next() {
-		var t Turn
-		var evt string
-		var at int64
-		if err := rows.Scan(&t.Role, &t.Content, &evt, &at); err != nil {
-			return nil, err
-		}
-		t.EventID, t.At = id.EventID(evt), fromMS(at)
-		out = append(out, t)
-	}
-	return out, rows.Err()
-}
-
 // CountQuestions counts the questions user asked (stored turns).
 func (s *Store) CountQuestions(ctx context.Context, user id.UserID) (int, error) {
 	var n int
 	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM conversation_turn WHERE user_id=$1 AND role='user'`, user).Scan(&n)
 	return n, err
-}
-
-// TurnByEvent returns the turn recorded for a message (question or answer).
-func (s *Store) TurnByEvent(ctx context.Context, evt id.EventID) (*Turn, error) {
-	var t Turn
-	var at int64
-	err := s.db.QueryRow(ctx, `SELECT role, content, at FROM conversation_turn WHERE event_id=$1`, evt).Scan(&t.Role, &t.Content, &at)
-	if isNoRows(err) {
-		return nil, nil
-	} else if err != nil {
-		return nil, err
-	}
-	t.EventID, t.At = evt, fromMS(at)
-	return &t, nil
-}
-
-// LastTurnAt returns when the last turn in room happened (zero if none).
-func (s *Store) LastTurnAt(ctx context.Context, room id.RoomID) (time.Time, error) {
-	var at sql.NullInt64
-	err := s.db.QueryRow(ctx, `SELECT MAX(at) FROM conversation_turn WHERE room_id=$1`, room).Scan(&at)
-	return nullMS(at), err
-}
-
-// ConversationStart returns when room's current conversation started.
-func (s *Store) ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error) {
-	var at int64
-	err := s.db.QueryRow(ctx, `SELECT started_at FROM conversation WHERE room_id=$1`, room).Scan(&at)
-	if isNoRows(err) {
-		return time.Time{}, nil
-	}
-	return fromMS(at), err
-}
-
-// StartConversation starts a new conversation in room: earlier turns are no
-// longer sent as context.
-func (s *Store) StartConversation(ctx context.Context, room id.RoomID, at time.Time) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO conversation (room_id, started_at) VALUES ($1, $2)
-		ON CONFLICT (room_id) DO UPDATE SET started_at=excluded.started_at`, room, ms(at))
-	return err
 }
 
 // Forget deletes user's stored conversations and usage detail, then
@@ -237,23 +156,16 @@ func (s *Store) Forget(ctx context.Context, user id.UserID) error {
 // write-ahead log. A message guichet never stored changes nothing.
 func (s *Store) ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID) error {
 	err := s.InTx(ctx, func(ctx context.Context) error {
-		var turnID int64
-		err := s.db.QueryRow(ctx, `SELECT id FROM conversation_turn WHERE room_id=$1 AND event_id=$2 AND role='user'`, room, evt).Scan(&turnID)
-		if err != nil && !isNoRows(err) {
+		// A question and its answer are stored under the question's id.
+		if _, err := s.db.Exec(ctx, `DELETE FROM conversation_turn WHERE room_id=$1 AND event_id=$2`, room, evt); err != nil {
 			return err
-		}
-		if turnID != 0 {
-			// A question and its answer are stored together, one after the other.
-			if _, err := s.db.Exec(ctx, `DELETE FROM conversation_turn WHERE room_id=$1 AND (id=$2 OR id=$2+1 AND role='assistant')`, room, turnID); err != nil {
-				return err
-			}
 		}
 		if _, err := s.db.Exec(ctx, `UPDATE inbox SET event_json='{}' WHERE event_id=$1 AND room_id=$2 AND done_at IS NOT NULL`, evt, room); err != nil {
 			return err
 		}
 		// The answer, its continuations (a long answer is several messages)
 		// and the notices sent with it.
-		_, err = s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE (key=$1 OR regarding=$2) AND sent_at IS NOT NULL`,
+		_, err := s.db.Exec(ctx, `UPDATE outbox SET markdown='' WHERE (key=$1 OR regarding=$2) AND sent_at IS NOT NULL`,
 			"reply:"+evt.String(), evt)
 		return err
 	})
@@ -261,23 +173,6 @@ func (s *Store) ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID)
 		return fmt.Errorf("failed to forget %s: %w", evt, err)
 	}
 	return s.Scrub(ctx)
-}
-
-// ModelPref returns the model user chose ("" for the default).
-func (s *Store) ModelPref(ctx context.Context, user id.UserID) (string, error) {
-	var model string
-	err := s.db.QueryRow(ctx, `SELECT model FROM agent_pref WHERE user_id=$1`, user).Scan(&model)
-	if isNoRows(err) {
-		return "", nil
-	}
-	return model, err
-}
-
-// SetModelPref records user's model choice ("" for the default).
-func (s *Store) SetModelPref(ctx context.Context, user id.UserID, model string) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO agent_pref (user_id, model) VALUES ($1, $2)
-		ON CONFLICT (user_id) DO UPDATE SET model=excluded.model`, user, model)
-	return err
 }
 
 // Usage is one call to the assistant.
@@ -292,13 +187,23 @@ type Usage struct {
 	Outcome          string // "ok" or an error class
 	At               time.Time
 	Question         id.EventID // the question the call was made for, if any
+	// Endpoint is what was called: EndpointChat (the default when "") or
+	// EndpointSearch. Quotas and statistics count chat calls only.
+	Endpoint string
 }
+
+// Usage endpoints.
+const (
+	EndpointChat   = "chat"
+	EndpointSearch = "search"
+)
 
 // AddUsage appends a row to the usage ledger.
 func (s *Store) AddUsage(ctx context.Context, u Usage) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at, question)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At), u.Question)
+	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at, question, endpoint)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At), u.Question,
+		cmp.Or(u.Endpoint, EndpointChat))
 	if err != nil {
 		return fmt.Errorf("failed to record usage: %w", err)
 	}
@@ -316,7 +221,7 @@ type UsageTotals struct {
 func (s *Store) UsageSince(ctx context.Context, user id.UserID, since time.Time) (UsageTotals, error) {
 	var t UsageTotals
 	err := s.db.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
-		FROM usage_ledger WHERE user_id=$1 AND at >= $2 AND outcome='ok'`, user, ms(since)).Scan(&t.Questions, &t.PromptTokens, &t.CompletionTokens)
+		FROM usage_ledger WHERE user_id=$1 AND at >= $2 AND outcome='ok' AND endpoint='chat'`, user, ms(since)).Scan(&t.Questions, &t.PromptTokens, &t.CompletionTokens)
 	return t, err
 }
 

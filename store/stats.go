@@ -22,11 +22,11 @@ type Stats struct {
 func (s *Store) StatsSince(ctx context.Context, since time.Time) (Stats, error) {
 	st := Stats{ErrorsByClass: map[string]int{}}
 	err := s.db.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
-		FROM usage_ledger WHERE at >= $1 AND outcome='ok'`, ms(since)).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens)
+		FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`, ms(since)).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens)
 	if err != nil {
 		return st, fmt.Errorf("failed to sum usage: %w", err)
 	}
-	rows, err := s.db.Query(ctx, `SELECT outcome, COUNT(*) FROM usage_ledger WHERE at >= $1 AND outcome <> 'ok' GROUP BY outcome`, ms(since))
+	rows, err := s.db.Query(ctx, `SELECT outcome, COUNT(*) FROM usage_ledger WHERE at >= $1 AND outcome <> 'ok' AND endpoint='chat' GROUP BY outcome`, ms(since))
 	if err != nil {
 		return st, err
 	}
@@ -40,7 +40,7 @@ func (s *Store) StatsSince(ctx context.Context, since time.Time) (Stats, error) 
 		st.ErrorsByClass[class] = n
 	}
 	rows.Close()
-	lat, err := s.db.Query(ctx, `SELECT latency_ms FROM usage_ledger WHERE at >= $1 AND outcome='ok'`, ms(since))
+	lat, err := s.db.Query(ctx, `SELECT latency_ms FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`, ms(since))
 	if err != nil {
 		return st, err
 	}

@@ -1,0 +1,191 @@
+package conversation
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+
+	"guichet/albert"
+)
+
+// followUpWords: a question shorter than this, asked after another in the
+// same conversation, is searched together with the previous question ("et
+// pour les contractuels ?" means nothing alone).
+const followUpWords = 12
+
+// maxQueryRunes bounds a search query.
+const maxQueryRunes = 1000
+
+// searchQuery is what to search for question: the question, preceded by the
+// agent's previous question (or the one replied to) when the question is a
+// short follow-up.
+func searchQuery(question string, turns []Turn, quoted *Turn) string {
+	q := strings.TrimSpace(question)
+	if len(strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })) >= followUpWords {
+		return truncateRunes(q, maxQueryRunes)
+	}
+	var previous string
+	switch {
+	case quoted != nil && quoted.Role == RoleUser:
+		previous = quoted.Content
+	case quoted != nil:
+		// A reply to an answer: the question that answer was for, if in
+		// the window, else the answer's beginning.
+		previous = truncateRunes(quoted.Content, 300)
+		for _, t := range turns {
+			if t.Role == RoleUser && t.Question == quoted.Question {
+				previous = t.Content
+			}
+		}
+	default:
+		for i := len(turns) - 1; i >= 0; i-- {
+			if turns[i].Role == RoleUser {
+				previous = turns[i].Content
+				break
+			}
+		}
+	}
+	if previous == "" {
+		return truncateRunes(q, maxQueryRunes)
+	}
+	// The question itself must survive the cut: the previous one is cut
+	// first.
+	room := maxQueryRunes - len([]rune(q)) - 1
+	if room <= 0 {
+		return truncateRunes(q, maxQueryRunes)
+	}
+	return truncateRunes(strings.TrimSpace(previous), room) + "\n" + q
+}
+
+func truncateRunes(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n])
+}
+
+// search finds the excerpts for query in collections, names their documents
+// and collections, and reports the call. A failure gives no excerpts.
+func (s *Service) search(ctx context.Context, collections []int, query string) ([]Source, *SearchCall) {
+	call := &SearchCall{Collections: collections}
+	sctx, cancel := context.WithTimeout(ctx, s.cfg.Retrieval.Timeout)
+	defer cancel()
+	start := s.now()
+	req := albert.SearchRequest{Query: query, CollectionIDs: collections, Method: s.cfg.Retrieval.Method, Limit: s.cfg.Retrieval.Limit}
+	if req.Method == albert.MethodSemantic {
+		req.ScoreThreshold = s.cfg.Retrieval.ScoreThreshold
+	}
+	resp, err := s.lib.Search(sctx, req)
+	call.Latency, call.Usage = s.now().Sub(start), resp.Usage
+	if err != nil {
+		call.Err = albert.Classify(err)
+		return nil, call
+	}
+	hits := resp.Results
+	if len(hits) > s.cfg.Retrieval.Limit {
+		hits = hits[:s.cfg.Retrieval.Limit]
+	}
+	sources := make([]Source, 0, len(hits))
+	for _, h := range hits {
+		if strings.TrimSpace(h.Content) == "" {
+			continue
+		}
+		sources = append(sources, Source{
+			DocumentID: h.DocumentID, Document: h.DocumentName, CollectionID: h.CollectionID,
+			URL: h.URL, Score: h.Score, Content: strings.TrimSpace(h.Content),
+		})
+	}
+	s.names.fill(sctx, sources)
+	return sources, call
+}
+
+// build fits the prompt into MaxContextTokens: the system prompt and the
+// question always; then the excerpts, best first, within excerptShare of
+// what is left; then the latest turns (the turn replied to first, if it fell
+// out of the window). It returns the messages and the excerpts kept,
+// numbered from 1.
+func (s *Service) build(question string, turns []Turn, quoted *Turn, sources []Source) ([]albert.Message, []Source) {
+	budget := s.cfg.MaxContextTokens - albert.EstimateTokens(s.cfg.SystemPrompt) - albert.EstimateTokens(question)
+	last := question
+	var kept []Source
+	if len(sources) > 0 {
+		excerptBudget := budget * excerptShare / 100
+		kept = make([]Source, 0, len(sources))
+		for _, src := range sources {
+			src.N = len(kept) + 1
+			candidate := append(slices.Clip(kept), src)
+			if albert.EstimateTokens(groundedPrompt(question, candidate))-albert.EstimateTokens(question) > excerptBudget {
+				continue // a smaller one further down may still fit
+			}
+			kept = candidate
+		}
+		if len(kept) > 0 {
+			last = groundedPrompt(question, kept)
+			budget -= albert.EstimateTokens(last) - albert.EstimateTokens(question)
+		} else {
+			kept = nil
+		}
+	}
+	window := fit(turns, budget)
+	// The turn replied to comes first when it fell out of the window: the
+	// window then makes room for it, older turns first.
+	sameTurn := func(t Turn) bool { return t.Role == quoted.Role && t.Question == quoted.Question }
+	if quoted != nil && (slices.ContainsFunc(window, sameTurn) || albert.EstimateTokens(quoted.Content) > budget) {
+		quoted = nil
+	}
+	if quoted != nil {
+		window = fit(turns, budget-albert.EstimateTokens(quoted.Content))
+		window = slices.DeleteFunc(slices.Clone(window), sameTurn)
+	}
+	msgs := make([]albert.Message, 0, len(window)+3)
+	msgs = append(msgs, albert.Message{Role: "system", Content: s.cfg.SystemPrompt})
+	if quoted != nil {
+		msgs = append(msgs, albert.Message{Role: quoted.Role, Content: quoted.Content})
+	}
+	for _, t := range window {
+		msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
+	}
+	return append(msgs, albert.Message{Role: RoleUser, Content: last}), kept
+}
+
+// fit returns the latest turns whose estimated tokens fit in budget.
+func fit(turns []Turn, budget int) []Turn {
+	first := len(turns)
+	for first > 0 && budget-albert.EstimateTokens(turns[first-1].Content) >= 0 {
+		first--
+		budget -= albert.EstimateTokens(turns[first].Content)
+	}
+	return turns[first:]
+}
+
+// excerptShare is the share (in %) of the prompt's budget, after the system
+// prompt and the question, that excerpts may take: the rest keeps the
+// conversation.
+const excerptShare = 70
+
+// groundedPrompt is the last user message of a question with excerpts: the
+// excerpts, numbered, the instruction to answer from them and cite them as
+// [1], and the question. Its shape is a contract with the fake Albert
+// (albert/fakealbert), which cites what it finds in it.
+func groundedPrompt(question string, sources []Source) string {
+	var b strings.Builder
+	b.WriteString("Extraits numérotés de documents publics :\n\n")
+	for _, src := range sources {
+		fmt.Fprintf(&b, "[%d] « %s »", src.N, src.DocumentName())
+		if src.Collection != "" {
+			fmt.Fprintf(&b, " (%s)", src.Collection)
+		}
+		b.WriteString("\n")
+		b.WriteString(src.Content)
+		b.WriteString("\n\n")
+	}
+	b.WriteString("Consigne : réponds à la question en t'appuyant sur ces extraits, et cite chaque extrait " +
+		"que tu utilises par son numéro entre crochets, par exemple [1] ou [2]. Si les extraits ne " +
+		"permettent pas de répondre, dis-le, puis réponds avec tes connaissances générales en le signalant.\n\n")
+	b.WriteString("Question : ")
+	b.WriteString(question)
+	return b.String()
+}
