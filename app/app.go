@@ -17,6 +17,7 @@ import (
 	"guichet/approvals"
 	"guichet/bot"
 	"guichet/config"
+	"guichet/conversation"
 	"guichet/hooks"
 	"guichet/metrics"
 	"guichet/ratelimit"
@@ -109,39 +110,49 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		hookSender = hooks.New(cfg.Hooks.DecisionsURL, cfg.Hooks.Secret, &http.Client{Timeout: hooks.DefaultTimeout})
 	}
 	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
-	b = bot.New(bot.Config{
-		Homeserver:       cfg.Matrix.Homeserver,
-		UserID:           id.UserID(cfg.Matrix.UserID),
-		Password:         cfg.Matrix.Password,
-		AccessToken:      cfg.Matrix.AccessToken,
-		DeviceID:         id.DeviceID(cfg.Matrix.DeviceID),
-		DeviceName:       cfg.Matrix.DeviceName,
-		PickleKey:        cfg.Matrix.PickleKey,
-		RecoveryKeyFile:  cfg.Matrix.RecoveryKeyFile,
-		SupportRoom:      cfg.SupportRoom,
-		Moderators:       mods,
-		MinPowerLevel:    cfg.Moderators.MinPowerLevel,
-		PolicyURL:        cfg.Policy.URL,
-		PolicyVersion:    cfg.Policy.Version,
-		Model:            cfg.Albert.Model,
-		Models:           cfg.Albert.Models,
+	conversations := conversation.New(st, assistant, conversation.Config{
 		SystemPrompt:     cfg.Albert.SystemPrompt,
-		AlbertTimeout:    cfg.Albert.Timeout,
+		Model:            cfg.Albert.Model,
 		MaxContextTokens: cfg.Albert.MaxContextTokens,
-		MaxInputChars:    cfg.Albert.MaxInputChars,
-		EditInterval:     cfg.Albert.EditInterval,
-		MaxRetries:       cfg.Albert.MaxRetries,
 		IdleReset:        cfg.Conversation.IdleReset,
-		Retention:        cfg.Privacy.Retention,
-		OpsRoom:          cfg.OpsRoom,
-		OverloadFactor:   cfg.Limits.OverloadFactor,
-		Breaker:          ratelimit.BreakerConfig{Failures: cfg.Limits.Breaker.Failures, OpenFor: cfg.Limits.Breaker.OpenFor},
-		BreakerMaxWait:   cfg.Limits.Breaker.MaxWait,
-		ReminderAfter:    cfg.Access.ReminderAfter,
-		ReminderCheck:    opts.ReminderCheck,
-		Location:         loc,
+		Retrieval: conversation.Retrieval{
+			Collections:    cfg.Retrieval.Collections,
+			Method:         cfg.Retrieval.Method,
+			Limit:          cfg.Retrieval.Limit,
+			ScoreThreshold: cfg.Retrieval.ScoreThreshold,
+			Timeout:        cfg.Retrieval.Timeout,
+		},
+	}, now)
+	b = bot.New(bot.Config{
+		Homeserver:      cfg.Matrix.Homeserver,
+		UserID:          id.UserID(cfg.Matrix.UserID),
+		Password:        cfg.Matrix.Password,
+		AccessToken:     cfg.Matrix.AccessToken,
+		DeviceID:        id.DeviceID(cfg.Matrix.DeviceID),
+		DeviceName:      cfg.Matrix.DeviceName,
+		PickleKey:       cfg.Matrix.PickleKey,
+		RecoveryKeyFile: cfg.Matrix.RecoveryKeyFile,
+		SupportRoom:     cfg.SupportRoom,
+		Moderators:      mods,
+		MinPowerLevel:   cfg.Moderators.MinPowerLevel,
+		PolicyURL:       cfg.Policy.URL,
+		PolicyVersion:   cfg.Policy.Version,
+		Model:           cfg.Albert.Model,
+		Models:          cfg.Albert.Models,
+		AlbertTimeout:   cfg.Albert.Timeout,
+		MaxInputChars:   cfg.Albert.MaxInputChars,
+		EditInterval:    cfg.Albert.EditInterval,
+		MaxRetries:      cfg.Albert.MaxRetries,
+		Retention:       cfg.Privacy.Retention,
+		OpsRoom:         cfg.OpsRoom,
+		OverloadFactor:  cfg.Limits.OverloadFactor,
+		Breaker:         ratelimit.BreakerConfig{Failures: cfg.Limits.Breaker.Failures, OpenFor: cfg.Limits.Breaker.OpenFor},
+		BreakerMaxWait:  cfg.Limits.Breaker.MaxWait,
+		ReminderAfter:   cfg.Access.ReminderAfter,
+		ReminderCheck:   opts.ReminderCheck,
+		Location:        loc,
 	}, bot.Deps{
-		DB: db, Store: st, Approvals: service, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
+		DB: db, Store: st, Approvals: service, Conversations: conversations, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
 		Metrics: botMetrics(rec), Hooks: hookSender,
 	})
 	a := &App{Bot: b, Store: st, log: log, close: db.Close}

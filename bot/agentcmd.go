@@ -13,6 +13,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/conversation"
 )
 
 // agentCommands are the commands an agent types in their DM.
@@ -25,6 +26,10 @@ var agentCommands = commandTable{
 		help: "commencer une nouvelle conversation"},
 	{names: []string{"modele", "modèle"}, allowed: mayUse, run: (*Bot).cmdModel,
 		help: "voir les modèles disponibles ; `!modele <id>` pour en choisir un"},
+	{names: []string{"sources"}, allowed: mayUse, run: (*Bot).cmdSources,
+		help: "les extraits de documents sur lesquels s'appuie ma dernière réponse"},
+	{names: []string{"collections"}, allowed: mayUse, run: (*Bot).cmdCollections,
+		help: "les collections de documents où je cherche ; `!collections <id> …`, `!collections tout` ou `!collections aucune` pour choisir"},
 	{names: []string{"quota"}, allowed: mayUse, run: (*Bot).cmdMyQuota,
 		help: "votre usage aujourd'hui"},
 	{names: []string{"oublier"}, run: (*Bot).cmdForget,
@@ -54,11 +59,56 @@ func (b *Bot) cmdForget(ctx context.Context, inv *invocation) (string, error) {
 		return "", err
 	}
 	zerolog.Ctx(ctx).Info().Msg("Agent deleted their conversations")
-	return textForgotten, b.store.StartConversation(ctx, inv.evt.RoomID, b.now())
+	return textForgotten, b.conv.Reset(ctx, inv.evt.RoomID)
 }
 
 func (b *Bot) cmdReset(ctx context.Context, inv *invocation) (string, error) {
-	return textConversationReset, b.store.StartConversation(ctx, inv.evt.RoomID, b.now())
+	return textConversationReset, b.conv.Reset(ctx, inv.evt.RoomID)
+}
+
+func (b *Bot) cmdSources(ctx context.Context, inv *invocation) (string, error) {
+	sources, answered, err := b.conv.LastSources(ctx, inv.evt.RoomID)
+	switch {
+	case err != nil:
+		return "", err
+	case !answered:
+		return textNoAnswerYet, nil
+	case len(sources) == 0 && !b.conv.RetrievalEnabled():
+		return textRetrievalOff, nil
+	case len(sources) == 0:
+		return textNoSources, nil
+	}
+	return textSourcesDetail(sources), nil
+}
+
+func (b *Bot) cmdCollections(ctx context.Context, inv *invocation) (string, error) {
+	if !b.conv.RetrievalEnabled() {
+		return textRetrievalOff, nil
+	}
+	if len(inv.cmd.Args) > 0 {
+		inUse, err := b.conv.ChooseCollections(ctx, inv.evt.Sender, inv.cmd.Args)
+		var choice *conversation.ChoiceError
+		if errors.As(err, &choice) {
+			offered, lerr := b.conv.Offered(ctx, inv.evt.Sender)
+			if lerr != nil {
+				zerolog.Ctx(ctx).Warn().Err(lerr).Msg("Failed to list collections")
+			}
+			return textCollectionUnknown(choice.Arg) + "\n\n" + textCollections(offered), nil
+		} else if err != nil {
+			return "", err
+		}
+		offered, lerr := b.conv.Offered(ctx, inv.evt.Sender)
+		if lerr != nil {
+			zerolog.Ctx(ctx).Warn().Err(lerr).Msg("Failed to list collections")
+		}
+		return textCollectionsChosen(inUse, offered), nil
+	}
+	offered, err := b.conv.Offered(ctx, inv.evt.Sender)
+	if err != nil {
+		// Listed with their ids only: still enough to choose.
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to list collections")
+	}
+	return textCollections(offered), nil
 }
 
 func (b *Bot) cmdMyQuota(ctx context.Context, inv *invocation) (string, error) {
@@ -130,12 +180,9 @@ func (b *Bot) cmdModel(ctx context.Context, inv *invocation) (string, error) {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to list models")
 		return textModelsUnavailable, nil
 	}
-	current, err := b.store.ModelPref(ctx, evt.Sender)
+	current, err := b.conv.Model(ctx, evt.Sender)
 	if err != nil {
 		return "", err
-	}
-	if current == "" {
-		current = b.cfg.Model
 	}
 	if len(cmd.Args) == 0 {
 		return textModels(models, current), nil
@@ -144,9 +191,5 @@ func (b *Bot) cmdModel(ctx context.Context, inv *invocation) (string, error) {
 	if !slices.Contains(models, choice) {
 		return textModelUnknown(choice, models), nil
 	}
-	pref := choice
-	if choice == b.cfg.Model {
-		pref = ""
-	}
-	return textModelChosen(choice), b.store.SetModelPref(ctx, evt.Sender, pref)
+	return textModelChosen(choice), b.conv.SetModel(ctx, evt.Sender, choice)
 }

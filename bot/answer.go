@@ -406,7 +406,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			// this agent picked stops that model, not the service. Back to
 			// the default one, and they are told.
 			ticket.Release()
-			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
+			if err := b.conv.SetModel(ctx, evt.Sender, ""); err != nil {
 				log.Err(err).Msg("Failed to reset model choice")
 			}
 			result.notices = append(result.notices, textModelDailyLimit(model, b.cfg.Model))
@@ -425,7 +425,7 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		if (aerr.Class == albert.ClassNotFound || aerr.Class == albert.ClassModelClosed) && model != b.cfg.Model {
 			// The agent's model disappeared, or is closed to the key: back
 			// to the default one, and they are told.
-			if err := b.store.SetModelPref(ctx, evt.Sender, ""); err != nil {
+			if err := b.conv.SetModel(ctx, evt.Sender, ""); err != nil {
 				log.Err(err).Msg("Failed to reset model choice")
 			}
 			notice := textModelGone(model, b.cfg.Model)

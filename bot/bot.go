@@ -23,6 +23,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/conversation"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -43,15 +44,10 @@ type Config struct {
 	PolicyVersion string
 	Model         string
 	Models        []string // the models agents may choose (Model always may)
-	SystemPrompt  string
 	AlbertTimeout time.Duration
-	// MaxContextTokens bounds the prompt: system prompt, kept turns, question.
-	MaxContextTokens int
-	MaxInputChars    int
-	EditInterval     time.Duration
-	MaxRetries       int
-	// IdleReset starts a new conversation after this much silence.
-	IdleReset time.Duration
+	MaxInputChars int
+	EditInterval  time.Duration
+	MaxRetries    int
 	// Retention is how long conversation turns and stored message texts
 	// are kept (0: 30 days).
 	Retention time.Duration
@@ -108,17 +104,9 @@ type Store interface {
 	DMUserOf(ctx context.Context, room id.RoomID) (id.UserID, error)
 	SetDMRoom(ctx context.Context, user id.UserID, room id.RoomID, at time.Time) error
 	ForgetDMRoom(ctx context.Context, user id.UserID, room id.RoomID) error
-	AddTurns(ctx context.Context, room id.RoomID, user id.UserID, turns ...store.Turn) error
-	RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]store.Turn, error)
-	TurnByEvent(ctx context.Context, evt id.EventID) (*store.Turn, error)
-	LastTurnAt(ctx context.Context, room id.RoomID) (time.Time, error)
-	ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error)
-	StartConversation(ctx context.Context, room id.RoomID, at time.Time) error
 	Forget(ctx context.Context, user id.UserID) error
 	ForgetEvent(ctx context.Context, room id.RoomID, evt id.EventID) error
 	ExpireTexts(ctx context.Context, before time.Time) (int64, error)
-	ModelPref(ctx context.Context, user id.UserID) (string, error)
-	SetModelPref(ctx context.Context, user id.UserID, model string) error
 	AddUsage(ctx context.Context, u store.Usage) error
 	UsageSince(ctx context.Context, user id.UserID, since time.Time) (store.UsageTotals, error)
 	PendingPage(ctx context.Context, olderThan time.Time, limit int) ([]*approvals.Request, int, error)
@@ -140,12 +128,14 @@ type Deps struct {
 	DB        *dbutil.Database // shared with the crypto and state stores
 	Store     Store
 	Approvals *approvals.Service
-	Assistant Assistant
-	Limiter   *ratelimit.Limiter // per-agent limits and quotas
-	Gate      *ratelimit.Gate    // global concurrency and rate limits
-	Log       zerolog.Logger
-	Now       func() time.Time
-	Metrics   Metrics // nil: nothing recorded
+	// Conversations builds prompts (history, excerpts) and records answers.
+	Conversations *conversation.Service
+	Assistant     Assistant
+	Limiter       *ratelimit.Limiter // per-agent limits and quotas
+	Gate          *ratelimit.Gate    // global concurrency and rate limits
+	Log           zerolog.Logger
+	Now           func() time.Time
+	Metrics       Metrics // nil: nothing recorded
 	// Hooks posts access decisions to hooks.decisions_url (nil: off).
 	Hooks HookSender
 }
@@ -156,6 +146,7 @@ type Bot struct {
 	db        *dbutil.Database
 	store     Store
 	approvals *approvals.Service
+	conv      *conversation.Service
 	assistant Assistant
 	limiter   *ratelimit.Limiter
 	gate      *ratelimit.Gate
@@ -205,7 +196,7 @@ func New(cfg Config, deps Deps) *Bot {
 		cfg.ReminderCheck = time.Minute
 	}
 	b := &Bot{
-		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, assistant: deps.Assistant,
+		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, conv: deps.Conversations, assistant: deps.Assistant,
 		limiter: deps.Limiter, gate: deps.Gate,
 		log: deps.Log, now: now, metrics: cmp.Or[Metrics](deps.Metrics, noMetrics{}), moderators: mods, hooks: deps.Hooks,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), joinSem: make(chan struct{}, 8),

@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"guichet/albert"
 	"guichet/approvals"
+	"guichet/conversation"
 	"guichet/store"
 )
 
@@ -79,14 +78,14 @@ func decodeInbox(item store.InboxItem) (*event.Event, error) {
 type reply struct {
 	text     string
 	msgType  event.MessageType
-	replaces id.EventID // the placeholder of a streamed answer
-	notices  []string   // short notices sent before the reply
-	after    []string   // short notices sent after it (quota warnings)
-	turns    []store.Turn
-	leave    bool          // leave the room once the reply is sent
-	albert   time.Duration // spent waiting for the assistant, if it was asked
-	charge   *charge       // what the question costs, settled with the reply
-	outcome  string        // a question's outcome, for Metrics ("" if not a question)
+	replaces id.EventID             // the placeholder of a streamed answer
+	notices  []string               // short notices sent before the reply
+	after    []string               // short notices sent after it (quota warnings)
+	exchange *conversation.Exchange // what the conversation records of a question's answer
+	leave    bool                   // leave the room once the reply is sent
+	albert   time.Duration          // spent waiting for the assistant, if it was asked
+	charge   *charge                // what the question costs, settled with the reply
+	outcome  string                 // a question's outcome, for Metrics ("" if not a question)
 }
 
 func noticeReply(text string) *reply { return &reply{text: text, msgType: event.MsgNotice} }
@@ -144,7 +143,7 @@ func (b *Bot) leaveGroup(ctx context.Context, item store.InboxItem, text string)
 }
 
 // finish queues the reply (if any), settles what the question costs,
-// stores the turns and marks the message done, in one transaction: a stop
+// records the exchange and marks the message done, in one transaction: a stop
 // before it handles the message again (continuing what was recorded of it,
 // see count and placeholderOf), a stop after it never does. An answer too
 // long for one event is queued as several messages (see splitAnswer): the
@@ -187,8 +186,8 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 				}
 			}
 		}
-		if r != nil && len(r.turns) > 0 {
-			if err := b.store.AddTurns(ctx, item.RoomID, item.Sender, r.turns...); err != nil {
+		if r != nil && r.exchange != nil {
+			if err := b.conv.Record(ctx, *r.exchange); err != nil {
 				return err
 			}
 		}
@@ -263,36 +262,11 @@ func (b *Bot) notAllowed(standing approvals.Standing) string {
 	return ""
 }
 
-// question builds the context, asks the assistant and returns the answer.
+// question asks the assistant with the prompt the conversation builds
+// (history, excerpts of the agent's collections) and returns the answer,
+// its sources listed under it, and the exchange to record with it.
 func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.MessageEventContent, text string) (*reply, error) {
-	now := b.now()
 	var notices []string
-	start, err := b.store.ConversationStart(ctx, evt.RoomID)
-	if err != nil {
-		return nil, err
-	}
-	last, err := b.store.LastTurnAt(ctx, evt.RoomID)
-	if err != nil {
-		return nil, err
-	}
-	if !last.IsZero() && !last.Before(start) && now.Sub(last) > b.cfg.IdleReset {
-		start = now
-		if err := b.store.StartConversation(ctx, evt.RoomID, start); err != nil {
-			return nil, err
-		}
-		notices = append(notices, textNewConversation(b.cfg.IdleReset))
-	}
-	msgs, err := b.context(ctx, evt, content, text, start)
-	if err != nil {
-		return nil, err
-	}
-	model, err := b.store.ModelPref(ctx, evt.Sender)
-	if err != nil {
-		return nil, err
-	}
-	if model == "" {
-		model = b.cfg.Model
-	}
 	release, refusal, err := b.admit(ctx, evt, &notices)
 	if err != nil || refusal != nil {
 		if refusal != nil {
@@ -300,8 +274,27 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		}
 		return refusal, err
 	}
-	res := b.ask(ctx, evt, msgs, model)
+	p, err := b.conv.Prompt(ctx, conversation.Question{
+		Room: evt.RoomID, User: evt.Sender, Event: evt.ID, Text: text, ReplyTo: content.RelatesTo.GetReplyTo(),
+	})
+	if err != nil {
+		release(0)
+		if rerr := b.refund(context.WithoutCancel(ctx), evt); rerr != nil {
+			zerolog.Ctx(ctx).Err(rerr).Msg("Failed to refund a question")
+		}
+		return nil, err
+	}
+	if p.Reset {
+		notices = append([]string{textNewConversation(b.conv.IdleReset())}, notices...)
+	}
+	res := b.ask(ctx, evt, p.Messages, p.Model)
 	release(res.tokens)
+	if call := p.Search; call != nil {
+		res.usage = append(res.usage, b.searchUsage(evt, call))
+		if call.Err != nil {
+			zerolog.Ctx(ctx).Warn().Err(call.Err).Ints("collections", call.Collections).Msg("Search failed: answering without sources")
+		}
+	}
 	if res.text == "" {
 		// Nothing to say (the call was cancelled): the question is given
 		// back, unless guichet is stopping and will handle it again.
@@ -324,72 +317,26 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		}
 		return r, nil
 	}
-	answerID := res.placeholder
-	if answerID == "" {
-		// The answer will be its own message: remember the question so that
-		// a reply to either finds this exchange.
-		answerID = evt.ID
+	switch {
+	case len(p.Sources) > 0:
+		r.text += "\n\n" + textSources(conversation.Cited(res.text, p.Sources))
+	case p.Search != nil && p.Search.Err != nil:
+		r.text += "\n\n" + textSearchFailed
 	}
-	r.turns = []store.Turn{
-		{Role: "user", Content: text, EventID: evt.ID, At: now},
-		{Role: "assistant", Content: res.text, EventID: answerID + ":answer", At: b.now()},
-	}
+	ex := p.Exchange(res.text, res.placeholder, b.now())
+	r.exchange = &ex
 	return r, nil
 }
 
-// context is the system prompt, the conversation's latest turns that fit
-// MaxContextTokens (oldest dropped first), the message replied to if it
-// fell out, and the question.
-func (b *Bot) context(ctx context.Context, evt *event.Event, content *event.MessageEventContent, question string, since time.Time) ([]albert.Message, error) {
-	budget := b.cfg.MaxContextTokens - albert.EstimateTokens(b.cfg.SystemPrompt) - albert.EstimateTokens(question)
-	turns, err := b.store.RecentTurns(ctx, evt.RoomID, since, 200)
-	if err != nil {
-		return nil, fmt.Errorf("failed to read conversation: %w", err)
+// searchUsage is the usage ledger's row for a question's search.
+func (b *Bot) searchUsage(evt *event.Event, call *conversation.SearchCall) store.Usage {
+	outcome := "ok"
+	if call.Err != nil {
+		outcome = string(call.Err.Class)
 	}
-	first := len(turns)
-	for first > 0 && budget-albert.EstimateTokens(turns[first-1].Content) >= 0 {
-		first--
-		budget -= albert.EstimateTokens(turns[first].Content)
+	return store.Usage{
+		UserID: evt.Sender, RoomID: evt.RoomID, Endpoint: store.EndpointSearch,
+		PromptTokens: call.Usage.PromptTokens, CompletionTokens: call.Usage.CompletionTokens, Estimated: call.Usage.Estimated,
+		Latency: call.Latency, Outcome: outcome, At: b.now(), Question: evt.ID,
 	}
-	kept := turns[first:]
-	msgs := []albert.Message{{Role: "system", Content: b.cfg.SystemPrompt}}
-	if quoted := content.RelatesTo.GetReplyTo(); quoted != "" {
-		// quotedTurn maps the replied-to event (a question, an answer or
-		// its placeholder) to the turn's own id, which is what kept holds:
-		// a turn still in the window is not sent twice.
-		t, err := b.quotedTurn(ctx, quoted)
-		if err != nil {
-			return nil, err
-		}
-		if t != nil && !slices.ContainsFunc(kept, func(k store.Turn) bool { return k.EventID == t.EventID }) && albert.EstimateTokens(t.Content) <= budget {
-			msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
-		}
-	}
-	for _, t := range kept {
-		msgs = append(msgs, albert.Message{Role: t.Role, Content: t.Content})
-	}
-	return append(msgs, albert.Message{Role: "user", Content: question}), nil
-}
-
-// quotedTurn finds the turn an agent replied to: one of their questions, or
-// one of guichet's answers (stored under the answer's event id).
-func (b *Bot) quotedTurn(ctx context.Context, evt id.EventID) (*store.Turn, error) {
-	t, err := b.store.TurnByEvent(ctx, evt+":answer")
-	if err != nil || t != nil {
-		return t, err
-	}
-	if sent, err := b.store.OutgoingByEvent(ctx, evt); err != nil {
-		return nil, err
-	} else if sent != nil && sent.Kind == store.KindReply && sent.Regarding != "" {
-		// The answer's first message (its turn id) or one of its
-		// continuations, which name the question.
-		if t, err := b.store.TurnByEvent(ctx, sent.Regarding+":answer"); err != nil || t != nil {
-			return t, err
-		}
-		if q, err := b.store.Question(ctx, sent.Regarding); err == nil && q.Placeholder != "" {
-			return b.store.TurnByEvent(ctx, q.Placeholder+":answer")
-		}
-		return nil, nil
-	}
-	return b.store.TurnByEvent(ctx, evt)
 }

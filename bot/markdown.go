@@ -1,6 +1,7 @@
 package bot
 
 import (
+	neturl "net/url"
 	"strings"
 	"unicode"
 
@@ -104,6 +105,21 @@ func roomLink(room id.RoomID) string { return link(room.String(), room.URI().Mat
 // literally (backslash escapes are honoured in a destination too).
 func link(text, url string) string {
 	return "[" + literal(text) + "](" + literal(strings.Map(noSpace, url)) + ")"
+}
+
+// webLink is a link to an http(s) page; text alone, literally, when url is
+// not one (a document's metadata is whatever its uploader wrote).
+func webLink(text, url string) string {
+	if !isWebURL(url) {
+		return literal(text)
+	}
+	return link(text, url)
+}
+
+// isWebURL reports whether s is an absolute http or https URL with a host.
+func isWebURL(s string) bool {
+	u, err := neturl.Parse(strings.TrimSpace(s))
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != ""
 }
 
 // noSpace drops white space and control characters, which cannot be part

@@ -3,6 +3,7 @@ package bot
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/conversation"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -497,6 +499,108 @@ func textModelUnknown(model string, models []string) string {
 }
 
 const textModelsUnavailable = "Je n'arrive pas à obtenir la liste des modèles pour le moment. Réessayez dans quelques minutes."
+
+// textSources is the list under an answer built from excerpts: the ones it
+// cites (all of them when it cites none), by number, with their document,
+// collection and link.
+func textSources(sources []conversation.Source) string {
+	var b strings.Builder
+	b.WriteString("**Sources**\n")
+	for _, src := range sources {
+		fmt.Fprintf(&b, "\n- %s %s", literal(fmt.Sprintf("[%d]", src.N)), webLink(src.DocumentName(), src.URL))
+		if src.Collection != "" {
+			fmt.Fprintf(&b, " — %s", literal(src.Collection))
+		}
+	}
+	return b.String()
+}
+
+// textSearchFailed ends an answer whose search failed.
+const textSearchFailed = "_La recherche dans les documents de référence n'a pas abouti : cette réponse ne s'appuie sur aucune source._"
+
+const textNoAnswerYet = "Je n'ai encore répondu à aucune de vos questions."
+
+const textNoSources = "Ma dernière réponse ne s'appuie sur aucun extrait de document : la recherche n'a rien trouvé de pertinent, " +
+	"n'a pas abouti, ou vous avez choisi `!collections aucune`."
+
+const textRetrievalOff = "La recherche dans les documents de référence n'est pas activée sur ce service : " +
+	"mes réponses viennent du modèle seul."
+
+// textSourcesDetail shows the excerpts behind the last answer (!sources).
+func textSourcesDetail(sources []conversation.Source) string {
+	var b strings.Builder
+	b.WriteString("Extraits sur lesquels s'appuie ma dernière réponse :\n")
+	for _, src := range sources {
+		fmt.Fprintf(&b, "\n**%s %s**", literal(fmt.Sprintf("[%d]", src.N)), literal(src.DocumentName()))
+		var about []string
+		if src.Collection != "" {
+			about = append(about, literal(src.Collection))
+		}
+		about = append(about, "pertinence "+strings.Replace(strconv.FormatFloat(src.Score, 'f', 2, 64), ".", ",", 1))
+		fmt.Fprintf(&b, " (%s)", strings.Join(about, ", "))
+		if src.URL != "" && isWebURL(src.URL) {
+			fmt.Fprintf(&b, "\n%s", webLink(src.URL, src.URL))
+		}
+		excerpt := strings.TrimSpace(src.Content)
+		if len([]rune(excerpt)) >= conversation.RecordedExcerpt {
+			excerpt += "…"
+		}
+		fmt.Fprintf(&b, "\n> %s\n", literal(excerpt))
+	}
+	return b.String()
+}
+
+// textCollections lists the offered collections, marking those in use.
+func textCollections(offered []conversation.Offered) string {
+	var b strings.Builder
+	b.WriteString("Collections de documents où je cherche avant de répondre (✅ : utilisée pour vos questions) :\n")
+	for _, o := range offered {
+		mark := "⬜"
+		if o.InUse {
+			mark = "✅"
+		}
+		fmt.Fprintf(&b, "\n- %s %s", mark, code(strconv.Itoa(o.ID)))
+		if !o.Known {
+			b.WriteString(" (nom indisponible)")
+			continue
+		}
+		fmt.Fprintf(&b, " **%s**", literal(o.Name))
+		if d := strings.TrimSpace(o.Description); d != "" {
+			fmt.Fprintf(&b, " : %s", freeText(d))
+		}
+		if o.Documents > 0 {
+			fmt.Fprintf(&b, " (%s)", plural(o.Documents, "document", "documents"))
+		}
+	}
+	b.WriteString("\n\nPour choisir : `!collections <id> <id>`, `!collections tout` ou `!collections aucune`.")
+	return b.String()
+}
+
+func textCollectionUnknown(arg string) string {
+	if arg == "" {
+		return "Indiquez les numéros des collections à utiliser, `tout` ou `aucune`."
+	}
+	return fmt.Sprintf("Je ne peux pas utiliser %s : choisissez parmi les collections proposées, ou `tout`, ou `aucune`.", echoed(arg))
+}
+
+// textCollectionsChosen confirms a choice of collections.
+func textCollectionsChosen(inUse []int, offered []conversation.Offered) string {
+	if len(inUse) == 0 {
+		return "C'est noté : je ne cherche plus dans les documents de référence ; mes réponses viendront du modèle seul. " +
+			"`!collections tout` pour revenir en arrière."
+	}
+	var names []string
+	for _, o := range offered {
+		if slices.Contains(inUse, o.ID) {
+			name := code(strconv.Itoa(o.ID))
+			if o.Known {
+				name += " " + literal(o.Name)
+			}
+			names = append(names, name)
+		}
+	}
+	return "C'est noté : je cherche désormais dans " + strings.Join(names, ", ") + "."
+}
 
 // plural writes a count with the French singular (0 and 1) or plural.
 func plural(n int, one, many string) string {

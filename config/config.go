@@ -32,6 +32,7 @@ type Config struct {
 	Access       Access       `mapstructure:"access"`
 	Albert       Albert       `mapstructure:"albert"`
 	Conversation Conversation `mapstructure:"conversation"`
+	Retrieval    Retrieval    `mapstructure:"retrieval"`
 	Privacy      Privacy      `mapstructure:"privacy"`
 	OpsRoom      string       `mapstructure:"ops_room"`
 	Limits       Limits       `mapstructure:"limits"`
@@ -142,6 +143,24 @@ type Conversation struct {
 	IdleReset time.Duration `mapstructure:"idle_reset"`
 }
 
+// Retrieval sets the search in Albert's document collections before each
+// question; its excerpts ground the answer, which lists them as sources.
+type Retrieval struct {
+	// Collections are the collection ids offered to agents and searched by
+	// default (none: no retrieval). Public ones in 2026: 150281
+	// service-public.fr fiches, 150277 travail-emploi, 139226 Légifrance.
+	Collections []int `mapstructure:"collections"`
+	// Method is "semantic", "hybrid" or "lexical".
+	Method string `mapstructure:"method"`
+	// Limit is the number of excerpts per question (1-100).
+	Limit int `mapstructure:"limit"`
+	// ScoreThreshold drops excerpts scored below it, in [0, 1]; Albert
+	// accepts it with the semantic method only.
+	ScoreThreshold float64 `mapstructure:"score_threshold"`
+	// Timeout bounds one search; past it, the answer comes without sources.
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
 // Privacy sets how long what people wrote is kept.
 type Privacy struct {
 	// Retention is how long conversation turns and the stored texts of
@@ -205,6 +224,11 @@ var defaults = map[string]any{
 	"albert.max_retries":                  2,
 	"conversation.idle_reset":             "30m",
 	"privacy.retention":                   "720h",
+	"retrieval.collections":               []int{},
+	"retrieval.method":                    "semantic",
+	"retrieval.limit":                     5,
+	"retrieval.score_threshold":           0.0,
+	"retrieval.timeout":                   "10s",
 	"ops_room":                            "",
 	"limits.timezone":                     "Europe/Paris",
 	"limits.per_user.messages_per_minute": 5,
@@ -265,6 +289,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	// viper's AutomaticEnv reads os.Getenv; going through lookupEnv keeps
 	// tests hermetic and makes the override rule explicit.
 	envProblems := applyEnv(v, lookupEnv)
+	envProblems = append(envProblems, intList(v, "retrieval.collections")...)
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {
 		return nil, fmt.Errorf("failed to decode configuration: %w", err)
@@ -278,6 +303,38 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// intList replaces the list of integers at key (YAML numbers, or a
+// comma-separated string from the environment) by its []int, and reports a
+// problem, naming the key, for what is not an integer: decoding would
+// otherwise fail with a message that names no setting.
+func intList(v *viper.Viper, key string) []Problem {
+	var words []string
+	switch raw := v.Get(key).(type) {
+	case nil:
+	case string:
+		words = splitList([]string{raw})
+	case []any:
+		for _, x := range raw {
+			words = append(words, strings.TrimSpace(fmt.Sprint(x)))
+		}
+	case []int:
+		return nil
+	default:
+		return []Problem{{key, fmt.Sprintf("a list of integers, got %v", raw)}}
+	}
+	ids := make([]int, 0, len(words))
+	for _, w := range words {
+		n, err := strconv.Atoi(w)
+		if err != nil {
+			v.Set(key, []int{})
+			return []Problem{{key, fmt.Sprintf("a list of integers, got %q", w)}}
+		}
+		ids = append(ids, n)
+	}
+	v.Set(key, ids)
+	return nil
 }
 
 // FileSuffix marks an environment variable holding the path of a file that
@@ -470,6 +527,30 @@ func (c *Config) Validate() error {
 	}
 	if c.Conversation.IdleReset < time.Minute {
 		bad("conversation.idle_reset", "a duration of at least 1m, e.g. 30m")
+	}
+	seen := map[int]bool{}
+	for _, cid := range c.Retrieval.Collections {
+		if cid <= 0 || seen[cid] {
+			bad("retrieval.collections", fmt.Sprintf("distinct positive collection ids from Albert's /v1/collections, e.g. [150281, 139226], got %d", cid))
+			break
+		}
+		seen[cid] = true
+	}
+	switch c.Retrieval.Method {
+	case "semantic", "hybrid", "lexical":
+	default:
+		bad("retrieval.method", fmt.Sprintf("semantic, hybrid or lexical, got %q", c.Retrieval.Method))
+	}
+	if c.Retrieval.Limit < 1 || c.Retrieval.Limit > 100 {
+		bad("retrieval.limit", "between 1 and 100 excerpts per question")
+	}
+	if c.Retrieval.ScoreThreshold < 0 || c.Retrieval.ScoreThreshold > 1 {
+		bad("retrieval.score_threshold", "a score between 0 and 1")
+	} else if c.Retrieval.ScoreThreshold > 0 && c.Retrieval.Method != "semantic" {
+		bad("retrieval.score_threshold", fmt.Sprintf("0 with the %s method: Albert accepts a threshold with the semantic method only", c.Retrieval.Method))
+	}
+	if c.Retrieval.Timeout < 100*time.Millisecond {
+		bad("retrieval.timeout", "a duration of at least 100ms, e.g. 10s")
 	}
 	if c.Privacy.Retention < time.Hour {
 		bad("privacy.retention", "a duration of at least 1h, e.g. 720h (30 days)")

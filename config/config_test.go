@@ -347,6 +347,11 @@ func TestDefaults(t *testing.T) {
 		{"albert.models", len(c.Albert.Models), 0},
 		{"conversation.idle_reset", c.Conversation.IdleReset, 30 * time.Minute},
 		{"privacy.retention", c.Privacy.Retention, 30 * 24 * time.Hour},
+		{"retrieval.collections", len(c.Retrieval.Collections), 0},
+		{"retrieval.method", c.Retrieval.Method, "semantic"},
+		{"retrieval.limit", c.Retrieval.Limit, 5},
+		{"retrieval.score_threshold", c.Retrieval.ScoreThreshold, 0.0},
+		{"retrieval.timeout", c.Retrieval.Timeout, 10 * time.Second},
 		{"access.max_active_users", c.Access.MaxActiveUsers, 0},
 		{"access.reminder_after", c.Access.ReminderAfter, 4 * time.Hour},
 		{"ops_room", c.OpsRoom, ""},
@@ -531,6 +536,19 @@ func TestValidationProblems(t *testing.T) {
 		{name: "albert retries 11", env: map[string]string{"GUICHET_ALBERT_MAX_RETRIES": "11"}, want: []string{"albert.max_retries"}},
 		{name: "albert retries 0", env: map[string]string{"GUICHET_ALBERT_MAX_RETRIES": "0"}, want: nil},
 
+		{name: "retrieval collections from the environment", env: map[string]string{"GUICHET_RETRIEVAL_COLLECTIONS": "150281,139226"}, want: nil},
+		{name: "retrieval collection not a number", env: map[string]string{"GUICHET_RETRIEVAL_COLLECTIONS": "service-public"}, want: []string{"retrieval.collections"}},
+		{name: "retrieval collection zero", env: map[string]string{"GUICHET_RETRIEVAL_COLLECTIONS": "0"}, want: []string{"retrieval.collections"}},
+		{name: "retrieval collection twice", env: map[string]string{"GUICHET_RETRIEVAL_COLLECTIONS": "150281,150281"}, want: []string{"retrieval.collections"}},
+		{name: "retrieval method unknown", env: map[string]string{"GUICHET_RETRIEVAL_METHOD": "multiagent"}, want: []string{"retrieval.method"}},
+		{name: "retrieval method hybrid", env: map[string]string{"GUICHET_RETRIEVAL_METHOD": "hybrid"}, want: nil},
+		{name: "retrieval limit zero", env: map[string]string{"GUICHET_RETRIEVAL_LIMIT": "0"}, want: []string{"retrieval.limit"}},
+		{name: "retrieval limit 101", env: map[string]string{"GUICHET_RETRIEVAL_LIMIT": "101"}, want: []string{"retrieval.limit"}},
+		{name: "retrieval threshold above 1", env: map[string]string{"GUICHET_RETRIEVAL_SCORE_THRESHOLD": "1.5"}, want: []string{"retrieval.score_threshold"}},
+		{name: "retrieval threshold with semantic", env: map[string]string{"GUICHET_RETRIEVAL_SCORE_THRESHOLD": "0.4"}, want: nil},
+		{name: "retrieval threshold with hybrid", env: map[string]string{"GUICHET_RETRIEVAL_SCORE_THRESHOLD": "0.4", "GUICHET_RETRIEVAL_METHOD": "hybrid"}, want: []string{"retrieval.score_threshold"}},
+		{name: "retrieval threshold with lexical", env: map[string]string{"GUICHET_RETRIEVAL_SCORE_THRESHOLD": "0.2", "GUICHET_RETRIEVAL_METHOD": "lexical"}, want: []string{"retrieval.score_threshold"}},
+		{name: "retrieval timeout too short", env: map[string]string{"GUICHET_RETRIEVAL_TIMEOUT": "50ms"}, want: []string{"retrieval.timeout"}},
 		{name: "idle reset under a minute", env: map[string]string{"GUICHET_CONVERSATION_IDLE_RESET": "59s"}, want: []string{"conversation.idle_reset"}},
 		{name: "idle reset one minute", env: map[string]string{"GUICHET_CONVERSATION_IDLE_RESET": "1m"}, want: nil},
 		{name: "ops room bare name", env: map[string]string{"GUICHET_OPS_ROOM": "ops"}, want: []string{"ops_room"}},
@@ -953,5 +971,44 @@ func TestDefaultsAreValid(t *testing.T) {
 	cfg.Policy.URL, cfg.Policy.Version = "https://example.org/politique", "1"
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the defaults do not validate: %v", err)
+	}
+}
+
+// TestRetrievalCollections: the ids come from a YAML list or from the
+// environment, and anything but integers names the key.
+func TestRetrievalCollections(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		env     string
+		want    []int
+		problem bool
+	}{
+		{name: "YAML list", yaml: "retrieval:\n  collections: [150281, 139226]\n", want: []int{150281, 139226}},
+		{name: "YAML block list", yaml: "retrieval:\n  collections:\n    - 150277\n", want: []int{150277}},
+		{name: "empty", yaml: "retrieval:\n  collections: []\n", want: []int{}},
+		{name: "environment wins", yaml: "retrieval:\n  collections: [1]\n", env: "150281, 139226", want: []int{150281, 139226}},
+		{name: "YAML word", yaml: "retrieval:\n  collections: [150281, legifrance]\n", problem: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := secretEnv()
+			if tt.env != "" {
+				env["GUICHET_RETRIEVAL_COLLECTIONS"] = tt.env
+			}
+			c, err := config.Load(writeFile(t, baseYAML+tt.yaml), lookup(env))
+			if tt.problem {
+				if err == nil || !strings.Contains(err.Error(), "retrieval.collections") {
+					t.Fatalf("Load = %v, want a problem naming retrieval.collections", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(c.Retrieval.Collections, tt.want) {
+				t.Errorf("collections = %v, want %v", c.Retrieval.Collections, tt.want)
+			}
+		})
 	}
 }
