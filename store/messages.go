@@ -190,6 +190,13 @@ type Usage struct {
 	// Endpoint is what was called: EndpointChat (the default when "") or
 	// EndpointSearch. Quotas and statistics count chat calls only.
 	Endpoint string
+	// Partner is the profile whose key paid for the call ("" for the
+	// default profile).
+	Partner string
+	// Cost (euros), KWh and KgCO2eq are what Albert reported for the call.
+	Cost    float64
+	KWh     float64
+	KgCO2eq float64
 }
 
 // Usage endpoints.
@@ -200,10 +207,11 @@ const (
 
 // AddUsage appends a row to the usage ledger.
 func (s *Store) AddUsage(ctx context.Context, u Usage) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at, question, endpoint)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	_, err := s.db.Exec(ctx, `INSERT INTO usage_ledger (user_id, room_id, model, prompt_tokens, completion_tokens, estimated, latency_ms, outcome, at, question,
+			endpoint, partner, cost, kwh, kgco2eq)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 		u.UserID, u.RoomID, u.Model, u.PromptTokens, u.CompletionTokens, u.Estimated, u.Latency.Milliseconds(), u.Outcome, ms(u.At), u.Question,
-		cmp.Or(u.Endpoint, EndpointChat))
+		cmp.Or(u.Endpoint, EndpointChat), u.Partner, u.Cost, u.KWh, u.KgCO2eq)
 	if err != nil {
 		return fmt.Errorf("failed to record usage: %w", err)
 	}
