@@ -82,6 +82,12 @@ func run(binary string, keep bool) error {
 	cfg.Matrix.Password, cfg.Matrix.PickleKey = "", ""
 	cfg.Log.Level = "info"
 	cfg.Albert.EditInterval = 400 * time.Millisecond
+	// Answers grounded in two of Albert's public collections (service-public.fr
+	// fiches, Légifrance). The threshold keeps excerpts that merely share a
+	// word or two with the question ("une", "pour") out of the answers to
+	// questions the collections do not cover, as an operator would.
+	cfg.Retrieval.Collections = []int{150281, 139226}
+	cfg.Retrieval.ScoreThreshold = 0.5
 	configPath := filepath.Join(dir, "config.yaml")
 	if err := writeConfig(configPath, cfg); err != nil {
 		return err
@@ -293,10 +299,11 @@ func (s *script) play() error {
 		{"2. Le modérateur valide Alice ; elle reçoit un message privé chiffré", func() error { return s.approve(mod, alice) }},
 		{"3. Alice accepte les conditions et pose une question (réponse en flux, par modifications)", func() error { return s.firstQuestion(alice) }},
 		{"4. Albert répond une fois 503 : guichet réessaie, Alice ne voit que la réponse", func() error { return s.recoveredError(alice) }},
-		{"5. Carole, non validée, écrit à guichet, puis tente !approve", func() error { return s.stranger(mod) }},
-		{"6. Capacité à 1 : Bruno, validé d'une réaction ✅, passe en liste d'attente", func() error { return s.waitlist(mod) }},
-		{"7. David est refusé avec un motif", func() error { return s.reject(mod) }},
-		{"8. La capacité passe à 2 : Bruno sort de la liste d'attente", func() error { return s.raiseCapacity(mod) }},
+		{"5. Nouvelle conversation : la réponse cite les documents de référence, !sources montre les extraits", func() error { return s.sourcedAnswer(alice) }},
+		{"6. Carole, non validée, écrit à guichet, puis tente !approve", func() error { return s.stranger(mod) }},
+		{"7. Capacité à 1 : Bruno, validé d'une réaction ✅, passe en liste d'attente", func() error { return s.waitlist(mod) }},
+		{"8. David est refusé avec un motif", func() error { return s.reject(mod) }},
+		{"9. La capacité passe à 2 : Bruno sort de la liste d'attente", func() error { return s.raiseCapacity(mod) }},
 	} {
 		fmt.Printf("\n▶ %s\n", step.title)
 		if err := step.run(); err != nil {
@@ -398,6 +405,61 @@ func (s *script) recoveredError(alice *actor) error {
 		return fmt.Errorf("the 503 was not recovered: %q", m.Body)
 	}
 	fmt.Printf("  (Albert a reçu %d appels : le premier a échoué, le second a répondu)\n", s.tb.Albert.Calls()-1)
+	return nil
+}
+
+// sourcedAnswer: in a new conversation (a short question right after the
+// notes would be searched together with them), a question the collections
+// answer; the answer cites [1] and ends with its sources, !sources shows the
+// excerpts and !collections the collections searched. With the real Albert,
+// what it finds is not known in advance: only the replies are awaited.
+func (s *script) sourcedAnswer(alice *actor) error {
+	dm := s.dmOf(alice)
+	fake := s.tb.Albert != nil
+	reply := func(text string, want ...string) (mxclient.Message, error) {
+		evt, err := s.say(alice, dm, text)
+		if err != nil {
+			return mxclient.Message{}, err
+		}
+		m, err := s.expect(alice, "the answer to "+text, replyTo(evt))
+		if err != nil {
+			return m, err
+		}
+		return m, lacks(fake, text, m.Body, want...)
+	}
+	if _, err := reply("!nouveau"); err != nil {
+		return err
+	}
+	q, err := s.say(alice, dm, "Combien de semaines dure le congé de maternité d'une fonctionnaire ?")
+	if err != nil {
+		return err
+	}
+	m, err := s.answer(alice, q)
+	if err != nil {
+		return err
+	}
+	if err := lacks(fake, "the answer", m.Body, "[1]", "Sources", "Congé de maternité d'une fonctionnaire",
+		"mediatech-fiches-service-public"); err != nil {
+		return err
+	}
+	if _, err := reply("!sources", "[1]", "Congé de maternité d'une fonctionnaire", "pertinence", "16 semaines"); err != nil {
+		return err
+	}
+	_, err = reply("!collections", "150281", "mediatech-fiches-service-public", "139226", "mediatech-legifrance")
+	return err
+}
+
+// lacks says which of want body lacks; only with the fake Albert, whose
+// library and answers are known.
+func lacks(fake bool, what, body string, want ...string) error {
+	if !fake {
+		return nil
+	}
+	for _, w := range want {
+		if !strings.Contains(body, w) {
+			return fmt.Errorf("%s lacks %q: %q", what, w, body)
+		}
+	}
 	return nil
 }
 
