@@ -500,19 +500,32 @@ func textModelUnknown(model string, models []string) string {
 
 const textModelsUnavailable = "Je n'arrive pas à obtenir la liste des modèles pour le moment. Réessayez dans quelques minutes."
 
-// textSources is the list under an answer built from excerpts: the ones it
-// cites (all of them when it cites none), by number, with their document,
-// collection and link.
+// textSources is the list under an answer built from excerpts: the
+// documents of the ones it cites (all of them when it cites none), each once
+// with the numbers of its excerpts, its collection and its link.
 func textSources(sources []conversation.Source) string {
 	var b strings.Builder
 	b.WriteString("**Sources**\n")
-	for _, src := range sources {
-		fmt.Fprintf(&b, "\n- %s %s", literal(fmt.Sprintf("[%d]", src.N)), webLink(src.DocumentName(), src.URL))
+	for i, src := range sources {
+		if slices.ContainsFunc(sources[:i], func(o conversation.Source) bool { return sameDocument(o, src) }) {
+			continue
+		}
+		var numbers []string
+		for _, o := range sources[i:] {
+			if sameDocument(o, src) {
+				numbers = append(numbers, literal(fmt.Sprintf("[%d]", o.N)))
+			}
+		}
+		fmt.Fprintf(&b, "\n- %s %s", strings.Join(numbers, " "), webLink(src.DocumentName(), src.URL))
 		if src.Collection != "" {
 			fmt.Fprintf(&b, " — %s", literal(src.Collection))
 		}
 	}
 	return b.String()
+}
+
+func sameDocument(a, b conversation.Source) bool {
+	return a.CollectionID == b.CollectionID && a.DocumentID == b.DocumentID
 }
 
 // textSearchFailed ends an answer whose search failed.
@@ -541,11 +554,7 @@ func textSourcesDetail(sources []conversation.Source) string {
 		if src.URL != "" && isWebURL(src.URL) {
 			fmt.Fprintf(&b, "\n%s", webLink(src.URL, src.URL))
 		}
-		excerpt := strings.TrimSpace(src.Content)
-		if len([]rune(excerpt)) >= conversation.RecordedExcerpt {
-			excerpt += "…"
-		}
-		fmt.Fprintf(&b, "\n> %s\n", literal(excerpt))
+		fmt.Fprintf(&b, "\n> %s\n", literal(strings.TrimSpace(src.Content)))
 	}
 	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 
 	"guichet/albert"
 	"guichet/approvals"
+	"guichet/conversation"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -235,5 +236,25 @@ func TestReasonsOfRulesAndModerators(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The Sources list names each document once, with the numbers of its
+// excerpts; a name or link from a document's metadata is shown literally and
+// linked only when it is a web address.
+func TestTextSources(t *testing.T) {
+	sources := []conversation.Source{
+		{N: 1, CollectionID: 3, DocumentID: 7, Document: "Congé de maternité", Collection: "fiches", URL: "https://www.service-public.fr/F519"},
+		{N: 2, CollectionID: 3, DocumentID: 8, Document: "*Télétravail* [x](javascript:alert(1))", Collection: "fiches", URL: "javascript:alert(1)"},
+		{N: 3, CollectionID: 3, DocumentID: 7, Document: "Congé de maternité", Collection: "fiches", URL: "https://www.service-public.fr/F519"},
+		{N: 4, CollectionID: 9, DocumentID: 7, Collection: "autre"},
+	}
+	got := render(textSources(sources))
+	wantBody := "**Sources**\n\n* [1] [3] [Congé de maternité](https://www.service-public.fr/F519) — fiches\n* [2] *Télétravail* [x](javascript:alert(1)) — fiches\n* [4] document n° 7 — autre"
+	if strings.TrimSpace(got.body) != wantBody {
+		t.Errorf("body = %q, want %q", got.body, wantBody)
+	}
+	if strings.Count(got.html, "<a ") != 1 || !strings.Contains(got.html, `href="https://www.service-public.fr/F519"`) || strings.Contains(got.html, "javascript") && strings.Contains(got.html, "href=\"javascript") {
+		t.Errorf("html = %s", got.html)
 	}
 }

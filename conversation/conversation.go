@@ -243,7 +243,9 @@ const maxTurns = 200
 func (p *Prompt) Exchange(text string, answer id.EventID, at time.Time) Exchange {
 	var sources []Source
 	for _, src := range p.Sources {
-		src.Content = truncateRunes(src.Content, RecordedExcerpt)
+		if cut := truncateWords(src.Content, RecordedExcerpt); cut != src.Content {
+			src.Content = cut + "…"
+		}
 		sources = append(sources, src)
 	}
 	return Exchange{

@@ -490,11 +490,19 @@ func TestSourcesRecorded(t *testing.T) {
 	if _, ok, err := e.svc.LastSources(e.ctx, dm); ok || err != nil {
 		t.Fatalf("LastSources before any answer = %v, %v", ok, err)
 	}
-	e.lib.hits[150281][0].Content = strings.Repeat("é", 1000)
+	e.lib.hits[150281][0].Content = strings.Repeat("congé ", 100) // 600 characters
+	e.lib.hits[150281][1].Content = strings.Repeat("é", 1000)
 	e.ask("Combien de semaines dure le congé de maternité ?", "", "Seize semaines [1].")
 	got, ok, err := e.svc.LastSources(e.ctx, dm)
-	if err != nil || !ok || len(got) != 2 || len([]rune(got[0].Content)) != conversation.RecordedExcerpt || got[0].Document == "" {
+	if err != nil || !ok || len(got) != 2 || got[0].Document == "" {
 		t.Fatalf("LastSources = %+v, %v, %v", got, ok, err)
+	}
+	// Cut at a word, marked; a text without spaces is cut where it must.
+	if c := got[0].Content; !strings.HasSuffix(c, "congé…") || len([]rune(c)) > conversation.RecordedExcerpt+1 {
+		t.Errorf("recorded excerpt = %q (%d characters)", c, len([]rune(c)))
+	}
+	if c := got[1].Content; len([]rune(c)) != conversation.RecordedExcerpt+1 || !strings.HasSuffix(c, "é…") {
+		t.Errorf("recorded excerpt without spaces = %d characters", len([]rune(c)))
 	}
 	// The stored answer is the text the model wrote; the next prompt
 	// carries it without the excerpts.

@@ -59,6 +59,23 @@ func searchQuery(question string, turns []Turn, quoted *Turn) string {
 	return truncateRunes(strings.TrimSpace(previous), room) + "\n" + q
 }
 
+// truncateWords cuts s to at most n characters at a word boundary (inside
+// a word only when the first n hold no space).
+func truncateWords(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	cut := n
+	for cut > n/2 && !unicode.IsSpace(r[cut]) {
+		cut--
+	}
+	if cut == n/2 {
+		cut = n
+	}
+	return strings.TrimRightFunc(string(r[:cut]), unicode.IsSpace)
+}
+
 func truncateRunes(s string, n int) string {
 	r := []rune(s)
 	if len(r) <= n {

@@ -22,8 +22,8 @@ type Source struct {
 	Collection   string  `json:"collection,omitempty"` // the collection's name ("" if unknown)
 	URL          string  `json:"url,omitempty"`        // from the excerpt's metadata
 	Score        float64 `json:"score"`
-	// Content is the excerpt's text. Recorded exchanges keep its first
-	// RecordedExcerpt characters only.
+	// Content is the excerpt's text. Recorded exchanges keep at most its
+	// first RecordedExcerpt characters, cut at a word and marked with "…".
 	Content string `json:"content"`
 }
 
