@@ -41,6 +41,10 @@ type Config struct {
 	Log          Log          `mapstructure:"log"`
 	Metrics      Metrics      `mapstructure:"metrics"`
 	Hooks        Hooks        `mapstructure:"hooks"`
+	// Partners are administrations with their own Albert key, limits and
+	// cap (see Partner); read from the file only, their keys from
+	// PartnerKeyEnv.
+	Partners []Partner `mapstructure:"-"`
 }
 
 // Hooks posts access decisions to another service.
@@ -289,7 +293,9 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	// viper's AutomaticEnv reads os.Getenv; going through lookupEnv keeps
 	// tests hermetic and makes the override rule explicit.
 	envProblems := applyEnv(v, lookupEnv)
-	envProblems = append(envProblems, intList(v, "retrieval.collections")...)
+	envProblems = append(envProblems, intList(v, "retrieval.collections", "retrieval.collections")...)
+	partners, partnerProblems := decodePartners(v, lookupEnv)
+	envProblems = append(envProblems, partnerProblems...)
 	var cfg Config
 	if err := v.Unmarshal(&cfg); err != nil {
 		return nil, fmt.Errorf("failed to decode configuration: %w", err)
@@ -299,6 +305,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg.Access.Deny = splitList(cfg.Access.Deny)
 	cfg.Albert.Models = splitList(cfg.Albert.Models)
 	cfg.Limits.Exempt = splitList(cfg.Limits.Exempt)
+	cfg.Partners = partners
 	if err := withProblems(envProblems, cfg.Validate()); err != nil {
 		return nil, err
 	}
@@ -309,7 +316,7 @@ func Load(file string, lookupEnv func(string) (string, bool)) (*Config, error) {
 // comma-separated string from the environment) by its []int, and reports a
 // problem, naming the key, for what is not an integer: decoding would
 // otherwise fail with a message that names no setting.
-func intList(v *viper.Viper, key string) []Problem {
+func intList(v *viper.Viper, key, problemKey string) []Problem {
 	var words []string
 	switch raw := v.Get(key).(type) {
 	case nil:
@@ -322,14 +329,14 @@ func intList(v *viper.Viper, key string) []Problem {
 	case []int:
 		return nil
 	default:
-		return []Problem{{key, fmt.Sprintf("a list of integers, got %v", raw)}}
+		return []Problem{{problemKey, fmt.Sprintf("a list of integers, got %v", raw)}}
 	}
 	ids := make([]int, 0, len(words))
 	for _, w := range words {
 		n, err := strconv.Atoi(w)
 		if err != nil {
 			v.Set(key, []int{})
-			return []Problem{{key, fmt.Sprintf("a list of integers, got %q", w)}}
+			return []Problem{{problemKey, fmt.Sprintf("a list of integers, got %q", w)}}
 		}
 		ids = append(ids, n)
 	}
@@ -552,6 +559,7 @@ func (c *Config) Validate() error {
 	if c.Retrieval.Timeout < 100*time.Millisecond {
 		bad("retrieval.timeout", "a duration of at least 100ms, e.g. 10s")
 	}
+	c.validatePartners(bad)
 	if c.Privacy.Retention < time.Hour {
 		bad("privacy.retention", "a duration of at least 1h, e.g. 720h (30 days)")
 	}
