@@ -162,6 +162,11 @@ type Server struct {
 	midStyle   MidStreamStyle
 	requests   []Request
 	calls      int
+	failAlways Failure // Status 0: off (account.go)
+
+	// Account (account.go).
+	account     Account
+	meInfoCalls int
 
 	// Retrieval (retrieval.go).
 	library          []Collection
@@ -184,7 +189,7 @@ func Start() *Server {
 // New returns a fake that is not listening, to mount its Handler elsewhere
 // (URL is then left empty).
 func New() *Server {
-	return &Server{reply: DefaultReply, models: DefaultModels(), library: DefaultLibrary()}
+	return &Server{reply: DefaultReply, models: DefaultModels(), library: DefaultLibrary(), account: DefaultAccount()}
 }
 
 // Close stops the server started by Start, breaking open streams.

@@ -26,7 +26,7 @@ const (
 
 // Handler returns the fake's HTTP handler, serving /v1/chat/completions,
 // /v1/models, the retrieval routes (/v1/search, /v1/collections,
-// /v1/documents/{id}) and /health.
+// /v1/documents/{id}), /v1/me/info and /health.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/chat/completions", s.chat)
@@ -34,6 +34,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/search", s.search)
 	mux.HandleFunc("GET /v1/collections", s.listCollections)
 	mux.HandleFunc("GET /v1/documents/{id}", s.getDocument)
+	mux.HandleFunc("GET /v1/me/info", s.meInfo)
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -162,6 +163,8 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request) {
 	if authorized && s.failN > 0 {
 		s.failN--
 		p.fail = s.fail
+	} else if authorized {
+		p.fail = s.failAlways
 	}
 	p.modelID, p.modelErr = resolveModel(s.models, req.Model)
 	p.closed = s.closed[req.Model] || (p.modelID != "" && s.closed[p.modelID])
