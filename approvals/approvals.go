@@ -54,6 +54,11 @@ type Request struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	LastSeenAt time.Time
+	// Partner is the profile whose cap and waitlist the request belongs to:
+	// a PartnerRules.ID, or "" for the default profile. It is computed by
+	// PartnerOf when the request is created and recomputed by
+	// AssignPartners when the rules change.
+	Partner string
 }
 
 // Audit actions.
@@ -107,6 +112,9 @@ var (
 	// ErrConflict is returned by Store.Transition when the request was no
 	// longer in the expected status: someone else decided first.
 	ErrConflict = errors.New("request changed concurrently")
+	// ErrUnknownPartner is returned by CapacityOf and SetCapacityOf for a
+	// partner id that is not in Rules.Partners.
+	ErrUnknownPartner = errors.New("unknown partner")
 )
 
 // DecidedError tells who took the decision that stands in the way.
@@ -143,28 +151,65 @@ type Store interface {
 	LastAudit(ctx context.Context, user id.UserID, action string) (at time.Time, ok bool, err error)
 	RecordConsent(ctx context.Context, user id.UserID, version string, at time.Time) error
 	ConsentedAt(ctx context.Context, user id.UserID, version string) (time.Time, bool, error)
-	// CountGranted counts requests that hold a place (approved or active).
-	CountGranted(ctx context.Context) (int, error)
-	// OldestWaitlisted returns the first in line or ErrNotFound.
-	OldestWaitlisted(ctx context.Context) (*Request, error)
+	// CountGranted counts the requests of partner ("" : the default
+	// profile) that hold a place (approved or active).
+	CountGranted(ctx context.Context, partner string) (int, error)
+	// OldestWaitlisted returns the first in line among the requests of
+	// partner, or ErrNotFound.
+	OldestWaitlisted(ctx context.Context, partner string) (*Request, error)
+	// RequestUsers lists every person who has at least one request.
+	RequestUsers(ctx context.Context) ([]id.UserID, error)
+	// SetRequestPartner records partner on all of user's requests and
+	// returns how many requests changed.
+	SetRequestPartner(ctx context.Context, user id.UserID, partner string) (int64, error)
 	// Setting reads a persisted setting; ok is false when it was never set.
 	Setting(ctx context.Context, key string) (value string, ok bool, err error)
 	SetSetting(ctx context.Context, key, value string, at time.Time) error
 }
 
-// Setting keys owned by this package.
+// Setting keys owned by this package. SettingCapacity is the cap of the
+// default profile; a partner's cap is SettingCapacity+":"+its id (see
+// CapacityKey).
 const (
 	SettingCapacity = "access.max_active_users"
 	SettingOverload = "overload"
 )
+
+// CapacityKey returns the setting key of partner's cap ("" : the default
+// profile, SettingCapacity).
+func CapacityKey(partner string) string {
+	if partner == "" {
+		return SettingCapacity
+	}
+	return SettingCapacity + ":" + partner
+}
 
 // Rules are the automatic decisions, as user-id globs (path.Match syntax),
 // and the default cap on agents holding access.
 type Rules struct {
 	AutoApprove []string
 	Deny        []string
-	// MaxActive caps approved and active agents; 0 means no cap. A
-	// moderator's !capacity overrides it.
+	// MaxActive caps approved and active agents of the default profile
+	// (those matching no partner); 0 means no cap. A moderator's !capacity
+	// overrides it.
+	MaxActive int
+	// Partners are the partner profiles (config partners:), in file order:
+	// an agent belongs to the first whose globs match their user id.
+	Partners []PartnerRules
+}
+
+// PartnerRules is one partner institution's profile (config partners:).
+type PartnerRules struct {
+	// ID names the partner in settings, requests and commands; never "".
+	ID string
+	// Match are user-id globs (path.Match syntax, like Rules.AutoApprove).
+	Match []string
+	// AutoApprove approves the partner's agents as soon as they ask (never
+	// over a moderator's rejection or revocation; Rules.Deny still wins).
+	AutoApprove bool
+	// MaxActive caps the partner's approved and active agents, apart from
+	// the default profile's cap; 0 means no cap. A moderator's capacity
+	// setting (CapacityKey) overrides it.
 	MaxActive int
 }
 
@@ -175,6 +220,38 @@ func matchAny(globs []string, user id.UserID) bool {
 		}
 	}
 	return false
+}
+
+// PartnerOf returns the id of the first partner in Rules.Partners whose globs
+// match user, or "" (the default profile) when none does.
+func (s *Service) PartnerOf(user id.UserID) string {
+	if p, ok := s.partnerOf(user); ok {
+		return p.ID
+	}
+	return ""
+}
+
+func (s *Service) partnerOf(user id.UserID) (PartnerRules, bool) {
+	for _, p := range s.rules.Partners {
+		if matchAny(p.Match, user) {
+			return p, true
+		}
+	}
+	return PartnerRules{}, false
+}
+
+// profile returns the rules of partner: the default profile for "", ok
+// false for an id that is not in Rules.Partners.
+func (s *Service) profile(partner string) (PartnerRules, bool) {
+	if partner == "" {
+		return PartnerRules{MaxActive: s.rules.MaxActive}, true
+	}
+	for _, p := range s.rules.Partners {
+		if p.ID == partner {
+			return p, true
+		}
+	}
+	return PartnerRules{}, false
 }
 
 // Service applies the lifecycle.
@@ -198,14 +275,21 @@ const (
 	Known AnnounceResult = iota
 	// Created: a new pending request.
 	Created
-	// AutoApproved: a new request approved at once by access.auto_approve.
+	// AutoApproved: a new request approved at once by access.auto_approve
+	// or by its partner's auto_approve (waitlisted when the partner's cap
+	// is reached or overload mode is on: the status says so).
 	AutoApproved
 	// Denied: a new request rejected at once by access.deny.
 	Denied
 )
 
 // Announce handles a message from user in the support room: it opens a request
-// unless one is already open.
+// unless one is already open. A new request belongs to PartnerOf(user). It is
+// rejected at once when user matches Rules.Deny; approved at once when user
+// matches Rules.AutoApprove (reason "access.auto_approve") or belongs to a
+// partner with AutoApprove (reason "partner.auto_approve"), unless a moderator
+// rejected or revoked their previous request, and waitlisted instead when
+// their profile's cap is reached or overload mode is on.
 func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID) (*Request, AnnounceResult, error) {
 	var req *Request
 	result := Known
@@ -223,23 +307,27 @@ func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID
 			result = Known
 			return s.store.TouchRequest(ctx, latest.ID, now)
 		}
+		partner, _ := s.partnerOf(user)
 		req = &Request{
-			UserID: user, Status: StatusPending, Renewal: latest != nil,
+			UserID: user, Status: StatusPending, Renewal: latest != nil, Partner: partner.ID,
 			RoomID: roomID, EventID: eventID,
 			CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
 		}
 		action := ActionRequest
 		result = Created
+		// A rule never overrides a moderator: someone they rejected or
+		// revoked asks again through a pending request.
+		byRule := latest == nil || latest.DecidedBy == ""
 		switch {
 		case denied:
 			req.Status, req.Reason, action, result = StatusRejected, "access.deny", ActionDeny, Denied
-		case matchAny(s.rules.AutoApprove, user) && (latest == nil || latest.DecidedBy == ""):
-			// A rule never overrides a moderator: someone they rejected or
-			// revoked asks again through a pending request.
+		case byRule && matchAny(s.rules.AutoApprove, user):
 			req.Status, req.Reason, action, result = StatusApproved, "access.auto_approve", ActionAutoApprove, AutoApproved
+		case byRule && partner.AutoApprove:
+			req.Status, req.Reason, action, result = StatusApproved, "partner.auto_approve", ActionAutoApprove, AutoApproved
 		}
 		if req.Status == StatusApproved {
-			if full, err := s.full(ctx); err != nil {
+			if full, err := s.full(ctx, req.Partner); err != nil {
 				return err
 			} else if full {
 				req.Status = StatusWaitlisted
@@ -290,9 +378,10 @@ func (s *Service) pick(ctx context.Context, ref Ref) (*Request, error) {
 }
 
 // Approve grants access. A pending request is approved; a person named by
-// their user id who never asked is pre-approved with a new request. When the
-// cap is reached or overload mode is on, the request goes to the waitlist
-// instead (its status says so). Anything else is left as it is and returned
+// their user id who never asked is pre-approved with a new request (of
+// PartnerOf(user)). When the cap of the request's profile is reached or
+// overload mode is on, the request goes to the waitlist instead (its status
+// says so). Anything else is left as it is and returned
 // as a *DecidedError: a granted or waitlisted request, and a rejected or
 // revoked one (undoing that decision is Reverse, audited as such).
 func (s *Service) Approve(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
@@ -308,7 +397,11 @@ func (s *Service) Approve(ctx context.Context, actor id.UserID, ref Ref, note st
 		if latest != nil && latest.Status != StatusPending {
 			return &DecidedError{Request: latest}
 		}
-		full, err := s.full(ctx)
+		partner := s.PartnerOf(ref.User)
+		if latest != nil {
+			partner = latest.Partner
+		}
+		full, err := s.full(ctx, partner)
 		if err != nil {
 			return err
 		}
@@ -318,7 +411,7 @@ func (s *Service) Approve(ctx context.Context, actor id.UserID, ref Ref, note st
 		}
 		if latest == nil {
 			req = &Request{
-				UserID: ref.User, Status: status,
+				UserID: ref.User, Status: status, Partner: partner,
 				Reason: note, DecidedBy: actor, DecidedAt: now,
 				CreatedAt: now, UpdatedAt: now, LastSeenAt: now,
 			}
@@ -350,7 +443,8 @@ func (s *Service) decide(ctx context.Context, req *Request, from []Status, to St
 }
 
 // Reverse undoes the rejection or revocation of a person's latest request:
-// access is granted again (or waitlisted when full), audited as a reversal.
+// access is granted again (or waitlisted when the cap of the request's
+// profile is reached or overload mode is on), audited as a reversal.
 // It returns a *DecidedError when the request is not rejected or revoked,
 // and ErrNotLatest when a newer request of the same person replaced it.
 func (s *Service) Reverse(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
@@ -368,7 +462,7 @@ func (s *Service) Reverse(ctx context.Context, actor id.UserID, ref Ref, note st
 		} else if latest.ID != picked.ID {
 			return fmt.Errorf("%w: request #%d was followed by #%d", ErrNotLatest, picked.ID, latest.ID)
 		}
-		full, err := s.full(ctx)
+		full, err := s.full(ctx, picked.Partner)
 		if err != nil {
 			return err
 		}
@@ -385,25 +479,45 @@ func (s *Service) Reverse(ctx context.Context, actor id.UserID, ref Ref, note st
 	return req, nil
 }
 
-// Capacity returns the cap on agents holding access (0: none) and how many
-// hold it now.
+// Capacity returns the cap of the default profile (0: none) and how many of
+// its agents hold access now; see CapacityOf.
 func (s *Service) Capacity(ctx context.Context) (limit, used int, err error) {
-	limit, err = s.limit(ctx)
+	return s.CapacityOf(ctx, "")
+}
+
+// CapacityOf returns partner's cap ("" : the default profile) and how many of
+// its agents hold access (approved or active) now. The cap is the
+// moderators' setting CapacityKey(partner) when there is one, the rules'
+// MaxActive otherwise; 0 means none. It returns ErrUnknownPartner for an id
+// that is not in Rules.Partners.
+func (s *Service) CapacityOf(ctx context.Context, partner string) (limit, used int, err error) {
+	if _, ok := s.profile(partner); !ok {
+		return 0, 0, fmt.Errorf("%w: %q", ErrUnknownPartner, partner)
+	}
+	return s.capacity(ctx, partner)
+}
+
+func (s *Service) capacity(ctx context.Context, partner string) (limit, used int, err error) {
+	limit, err = s.limit(ctx, partner)
 	if err != nil {
 		return 0, 0, err
 	}
-	used, err = s.store.CountGranted(ctx)
+	used, err = s.store.CountGranted(ctx, partner)
 	return limit, used, err
 }
 
-func (s *Service) limit(ctx context.Context) (int, error) {
-	value, ok, err := s.store.Setting(ctx, SettingCapacity)
+// limit is partner's cap. A partner no longer in the rules (its requests
+// not yet moved by AssignPartners) keeps its setting and has no cap
+// without one: a decision about its agents must not fail.
+func (s *Service) limit(ctx context.Context, partner string) (int, error) {
+	p, _ := s.profile(partner)
+	value, ok, err := s.store.Setting(ctx, CapacityKey(partner))
 	if err != nil || !ok {
-		return s.rules.MaxActive, err
+		return p.MaxActive, err
 	}
 	n, err := strconv.Atoi(value)
 	if err != nil {
-		return s.rules.MaxActive, nil
+		return p.MaxActive, nil
 	}
 	return n, nil
 }
@@ -414,27 +528,28 @@ func (s *Service) Overloaded(ctx context.Context) (bool, error) {
 	return value == "on", err
 }
 
-// full reports whether a new approval must wait.
-func (s *Service) full(ctx context.Context) (bool, error) {
+// full reports whether a new approval in partner's profile must wait.
+func (s *Service) full(ctx context.Context, partner string) (bool, error) {
 	if over, err := s.Overloaded(ctx); err != nil || over {
 		return over, err
 	}
-	limit, used, err := s.Capacity(ctx)
+	limit, used, err := s.capacity(ctx, partner)
 	if err != nil {
 		return false, err
 	}
 	return limit > 0 && used >= limit, nil
 }
 
-// fill approves waitlisted agents, oldest first, while there is room.
-func (s *Service) fill(ctx context.Context) ([]*Request, error) {
+// fill approves partner's waitlisted agents, oldest first, while there is
+// room in its profile.
+func (s *Service) fill(ctx context.Context, partner string) ([]*Request, error) {
 	var promoted []*Request
 	for {
-		full, err := s.full(ctx)
+		full, err := s.full(ctx, partner)
 		if err != nil || full {
 			return promoted, err
 		}
-		next, err := s.store.OldestWaitlisted(ctx)
+		next, err := s.store.OldestWaitlisted(ctx, partner)
 		if errors.Is(err, ErrNotFound) {
 			return promoted, nil
 		} else if err != nil {
@@ -452,13 +567,64 @@ func (s *Service) fill(ctx context.Context) ([]*Request, error) {
 	}
 }
 
-// SetCapacity sets the cap (0: none) and approves waitlisted agents that now
-// fit; it returns them.
+// fillAll fills every profile: the default one first, then the partners in
+// the rules' order.
+func (s *Service) fillAll(ctx context.Context) ([]*Request, error) {
+	promoted, err := s.fill(ctx, "")
+	for _, p := range s.rules.Partners {
+		if err != nil {
+			break
+		}
+		var more []*Request
+		more, err = s.fill(ctx, p.ID)
+		promoted = append(promoted, more...)
+	}
+	return promoted, err
+}
+
+// Promote approves the waitlisted agents that fit now in every profile (the
+// default one first, then the partners in the rules' order) and returns
+// them: after AssignPartners moved agents between profiles, or a new
+// configuration raised a cap. Each promotion is audited as ActionPromote.
+func (s *Service) Promote(ctx context.Context) ([]*Request, error) {
+	var promoted []*Request
+	err := s.store.InTx(ctx, func(ctx context.Context) error {
+		var err error
+		promoted, err = s.fillAll(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to promote waitlisted agents: %w", err)
+	}
+	return promoted, nil
+}
+
+// SetCapacity sets the default profile's cap (0: none) and approves its
+// waitlisted agents that now fit; it returns them. See SetCapacityOf.
 func (s *Service) SetCapacity(ctx context.Context, actor id.UserID, limit int) ([]*Request, error) {
+	return s.SetCapacityOf(ctx, actor, "", limit)
+}
+
+// SetCapacityOf sets partner's cap ("" : the default profile; 0: none) as
+// the setting CapacityKey(partner), audits it (ActionCapacity, reason "<n>"
+// for the default profile, "<id>=<n>" for a partner) and approves that
+// profile's waitlisted agents that now fit; it returns them. It returns
+// ErrUnknownPartner for an id that is not in Rules.Partners.
+func (s *Service) SetCapacityOf(ctx context.Context, actor id.UserID, partner string, limit int) ([]*Request, error) {
 	if limit < 0 {
 		return nil, fmt.Errorf("capacity must not be negative")
 	}
-	promoted, err := s.setAndFill(ctx, actor, SettingCapacity, strconv.Itoa(limit), ActionCapacity)
+	if _, ok := s.profile(partner); !ok {
+		return nil, fmt.Errorf("failed to set capacity: %w: %q", ErrUnknownPartner, partner)
+	}
+	value := strconv.Itoa(limit)
+	reason := value
+	if partner != "" {
+		reason = partner + "=" + value
+	}
+	promoted, err := s.setAndFill(ctx, actor, CapacityKey(partner), value, ActionCapacity, reason, func(ctx context.Context) ([]*Request, error) {
+		return s.fill(ctx, partner)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to set capacity: %w", err)
 	}
@@ -466,13 +632,14 @@ func (s *Service) SetCapacity(ctx context.Context, actor id.UserID, limit int) (
 }
 
 // SetOverload switches overload mode; switching it off approves waitlisted
-// agents that fit, and returns them.
+// agents that fit in every profile (the default one first, then the partners
+// in the rules' order), and returns them.
 func (s *Service) SetOverload(ctx context.Context, actor id.UserID, on bool) ([]*Request, error) {
 	value := "off"
 	if on {
 		value = "on"
 	}
-	promoted, err := s.setAndFill(ctx, actor, SettingOverload, value, ActionOverload)
+	promoted, err := s.setAndFill(ctx, actor, SettingOverload, value, ActionOverload, value, s.fillAll)
 	if err != nil {
 		return nil, fmt.Errorf("failed to switch overload mode: %w", err)
 	}
@@ -480,27 +647,56 @@ func (s *Service) SetOverload(ctx context.Context, actor id.UserID, on bool) ([]
 }
 
 // setAndFill changes a setting that decides who fits, audits it, and
-// approves the waitlisted agents that fit now, in one transaction.
-func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, action string) ([]*Request, error) {
+// approves the waitlisted agents that fit now (fill), in one transaction.
+func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, action, reason string, fill func(context.Context) ([]*Request, error)) ([]*Request, error) {
 	var promoted []*Request
 	err := s.store.InTx(ctx, func(ctx context.Context) error {
 		now := s.now()
 		if err := s.store.SetSetting(ctx, key, value, now); err != nil {
 			return err
 		}
-		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: action, Reason: value}); err != nil {
+		if err := s.store.AddAudit(ctx, AuditEntry{At: now, Actor: actor, Target: actor, Action: action, Reason: reason}); err != nil {
 			return err
 		}
 		var err error
-		promoted, err = s.fill(ctx)
+		promoted, err = fill(ctx)
 		return err
 	})
 	return promoted, err
 }
 
+// AssignPartners recomputes the partner of every request from the current
+// rules (PartnerOf of its person), in one transaction, and returns how many
+// requests changed. Run it when the rules may have changed (at start-up): a
+// new partners: configuration moves agents between profiles. It changes no
+// status (holders over a cap keep their access; see Promote for waitlisted
+// agents that now fit) and writes no audit row: it follows the
+// configuration, it is no decision.
+func (s *Service) AssignPartners(ctx context.Context) (changed int, err error) {
+	err = s.store.InTx(ctx, func(ctx context.Context) error {
+		changed = 0
+		users, err := s.store.RequestUsers(ctx)
+		if err != nil {
+			return err
+		}
+		for _, user := range users {
+			n, err := s.store.SetRequestPartner(ctx, user, s.PartnerOf(user))
+			if err != nil {
+				return err
+			}
+			changed += int(n)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("failed to assign partners: %w", err)
+	}
+	return changed, nil
+}
+
 // Revoke ends the access that ref designates, with a reason, and approves
-// the first waitlisted agents that now fit; it returns the revoked request
-// and them. A request that holds no access is returned as a *DecidedError.
+// the first waitlisted agents of the same profile (the request's partner)
+// that now fit; it returns the revoked request and them. A request that holds no access is returned as a *DecidedError.
 func (s *Service) Revoke(ctx context.Context, actor id.UserID, ref Ref, reason string) (*Request, []*Request, error) {
 	var req *Request
 	var promoted []*Request
@@ -516,7 +712,7 @@ func (s *Service) Revoke(ctx context.Context, actor id.UserID, ref Ref, reason s
 		if req, err = s.decide(ctx, latest, from, StatusRevoked, actor, ActionRevoke, reason); err != nil {
 			return err
 		}
-		promoted, err = s.fill(ctx)
+		promoted, err = s.fill(ctx, req.Partner)
 		return err
 	})
 	if err != nil {

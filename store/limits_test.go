@@ -11,7 +11,6 @@ import (
 	"testing/fstest"
 	"time"
 
-	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 
 	"guichet/ratelimit"
@@ -149,7 +148,12 @@ func TestUpgradeFromV1(t *testing.T) {
 	if err := db.Child(store.VersionTable, v1, dbutil.NoopLogger).Upgrade(ctx); err != nil {
 		t.Fatalf("creating a v1 database: %v", err)
 	}
-	mustCreate(t, store.New(db, zerolog.Nop()), newRequest(alice, "pending", t0))
+	// Written as a v1 guichet did: the columns of that schema only.
+	_, err = db.Exec(ctx, `INSERT INTO access_request (user_id, status, room_id, created_at, updated_at, last_seen_at)
+		VALUES ($1, 'pending', $2, $3, $3, $3)`, alice, room, t0.UnixMilli())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +173,10 @@ func TestUpgradeFromV1(t *testing.T) {
 	if got, err := st.LimitState(ctx, alice); err != nil || !equalState(got, saved) {
 		t.Errorf("LimitState after the upgrade = %+v, %v; want %+v", got, err, saved)
 	}
-	if _, err := st.LatestRequest(ctx, alice); err != nil {
+	if req, err := st.LatestRequest(ctx, alice); err != nil {
 		t.Errorf("the v1 data is gone: %v", err)
+	} else if req.Status != "pending" || req.Partner != "" {
+		t.Errorf("the v1 request after the upgrade = %+v, want pending in the default profile", req)
 	}
 }
 

@@ -15,14 +15,14 @@ import (
 
 var _ approvals.Store = (*Store)(nil)
 
-const requestColumns = `id, user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at`
+const requestColumns = `id, user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at, partner`
 
 const (
 	latestRequestQuery = `SELECT ` + requestColumns + ` FROM access_request WHERE user_id=$1 ORDER BY id DESC LIMIT 1`
 	requestByIDQuery   = `SELECT ` + requestColumns + ` FROM access_request WHERE id=$1`
 	insertRequestQuery = `
-		INSERT INTO access_request (user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`
+		INSERT INTO access_request (user_id, status, renewal, room_id, event_id, reason, decided_by, decided_at, created_at, updated_at, last_seen_at, partner)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id`
 	touchRequestQuery = `UPDATE access_request SET last_seen_at=$2 WHERE id=$1`
 	insertAuditQuery  = `INSERT INTO audit_log (at, actor, target, request_id, action, reason) VALUES ($1, $2, $3, $4, $5, $6)`
 	insertConsent     = `INSERT INTO consent (user_id, policy_version, accepted_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
@@ -35,7 +35,7 @@ func scanRequest(row scannable) (*approvals.Request, error) {
 	var r approvals.Request
 	var user, status, room, evt, decidedBy string
 	var decidedAt, created, updated, seen int64
-	err := row.Scan(&r.ID, &user, &status, &r.Renewal, &room, &evt, &r.Reason, &decidedBy, &decidedAt, &created, &updated, &seen)
+	err := row.Scan(&r.ID, &user, &status, &r.Renewal, &room, &evt, &r.Reason, &decidedBy, &decidedAt, &created, &updated, &seen, &r.Partner)
 	if isNoRows(err) {
 		return nil, approvals.ErrNotFound
 	} else if err != nil {
@@ -93,7 +93,7 @@ func (s *Store) PendingPage(ctx context.Context, olderThan time.Time, limit int)
 // CreateRequest implements approvals.Store.
 func (s *Store) CreateRequest(ctx context.Context, r *approvals.Request) error {
 	err := s.db.QueryRow(ctx, insertRequestQuery, r.UserID, r.Status, r.Renewal, r.RoomID, r.EventID, r.Reason,
-		r.DecidedBy, ms(r.DecidedAt), ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.LastSeenAt)).Scan(&r.ID)
+		r.DecidedBy, ms(r.DecidedAt), ms(r.CreatedAt), ms(r.UpdatedAt), ms(r.LastSeenAt), r.Partner).Scan(&r.ID)
 	if err != nil {
 		return fmt.Errorf("failed to insert request of %s: %w", r.UserID, err)
 	}
@@ -208,16 +208,49 @@ func (s *Store) ConsentedAt(ctx context.Context, user id.UserID, version string)
 	return fromMS(at), true, nil
 }
 
-// CountGranted implements approvals.Store.
-func (s *Store) CountGranted(ctx context.Context) (int, error) {
+// CountGranted implements approvals.Store: the approved and active requests
+// of partner ("" : the default profile).
+func (s *Store) CountGranted(ctx context.Context, partner string) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM access_request WHERE status IN ('approved', 'active')`).Scan(&n)
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM access_request WHERE partner=$1 AND status IN ('approved', 'active')`, partner).Scan(&n)
 	return n, err
 }
 
-// OldestWaitlisted implements approvals.Store.
-func (s *Store) OldestWaitlisted(ctx context.Context) (*approvals.Request, error) {
-	return scanRequest(s.db.QueryRow(ctx, `SELECT `+requestColumns+` FROM access_request WHERE status='waitlisted' ORDER BY decided_at, id LIMIT 1`))
+// OldestWaitlisted implements approvals.Store: the waitlisted request of
+// partner decided first (the lowest number among equals), or
+// approvals.ErrNotFound.
+func (s *Store) OldestWaitlisted(ctx context.Context, partner string) (*approvals.Request, error) {
+	return scanRequest(s.db.QueryRow(ctx, `SELECT `+requestColumns+` FROM access_request WHERE partner=$1 AND status='waitlisted' ORDER BY decided_at, id LIMIT 1`, partner))
+}
+
+// RequestUsers implements approvals.Store: every person with a request, in
+// user-id order.
+func (s *Store) RequestUsers(ctx context.Context) ([]id.UserID, error) {
+	rows, err := s.db.Query(ctx, `SELECT DISTINCT user_id FROM access_request ORDER BY user_id`)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list requesters: %w", err)
+	}
+	defer rows.Close()
+	var out []id.UserID
+	for rows.Next() {
+		var user string
+		if err := rows.Scan(&user); err != nil {
+			return nil, err
+		}
+		out = append(out, id.UserID(user))
+	}
+	return out, rows.Err()
+}
+
+// SetRequestPartner implements approvals.Store: it records partner on all of
+// user's requests that name another one, and returns how many changed. It
+// changes nothing else (not updated_at: no decision was taken).
+func (s *Store) SetRequestPartner(ctx context.Context, user id.UserID, partner string) (int64, error) {
+	res, err := s.db.Exec(ctx, `UPDATE access_request SET partner=$2 WHERE user_id=$1 AND partner<>$2`, user, partner)
+	if err != nil {
+		return 0, fmt.Errorf("failed to set the partner of %s: %w", user, err)
+	}
+	return res.RowsAffected()
 }
 
 // RequestByEvent returns the request opened by the message evt.
@@ -240,6 +273,30 @@ func (s *Store) CountByStatus(ctx context.Context) (map[approvals.Status]int, er
 			return nil, err
 		}
 		out[approvals.Status(st)] = n
+	}
+	return out, rows.Err()
+}
+
+// CountByPartner counts requests per partner ("" : the default profile) and
+// status, for the moderators' list of partners. A partner or a status without
+// requests is absent.
+func (s *Store) CountByPartner(ctx context.Context) (map[string]map[approvals.Status]int, error) {
+	rows, err := s.db.Query(ctx, `SELECT partner, status, COUNT(*) FROM access_request GROUP BY partner, status`)
+	if err != nil {
+		return nil, fmt.Errorf("failed to count requests by partner: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[approvals.Status]int{}
+	for rows.Next() {
+		var partner, st string
+		var n int
+		if err := rows.Scan(&partner, &st, &n); err != nil {
+			return nil, err
+		}
+		if out[partner] == nil {
+			out[partner] = map[approvals.Status]int{}
+		}
+		out[partner][approvals.Status(st)] = n
 	}
 	return out, rows.Err()
 }

@@ -146,7 +146,7 @@ func TestRequestCreateAndLatest(t *testing.T) {
 	first.Reason, first.DecidedBy, first.DecidedAt = "compte personnel", mod1, t0.Add(time.Minute)
 	mustCreate(t, st, first)
 	second := newRequest(alice, approvals.StatusPending, t0.Add(time.Hour))
-	second.Renewal = true
+	second.Renewal, second.Partner = true, "culture"
 	mustCreate(t, st, second)
 	other := mustCreate(t, st, newRequest(bob, approvals.StatusPending, t0.Add(2*time.Hour)))
 
@@ -178,7 +178,8 @@ func TestRequestCreateAndLatest(t *testing.T) {
 func assertRequest(t *testing.T, got, want *approvals.Request) {
 	t.Helper()
 	if got.ID != want.ID || got.UserID != want.UserID || got.Status != want.Status || got.Renewal != want.Renewal ||
-		got.RoomID != want.RoomID || got.EventID != want.EventID || got.Reason != want.Reason || got.DecidedBy != want.DecidedBy {
+		got.RoomID != want.RoomID || got.EventID != want.EventID || got.Reason != want.Reason || got.DecidedBy != want.DecidedBy ||
+		got.Partner != want.Partner {
 		t.Errorf("request = %+v\nwant %+v", got, want)
 	}
 	for _, tm := range []struct {
@@ -362,10 +363,10 @@ func TestRequestQueries(t *testing.T) {
 	if len(pending) != 2 || pending[0].ID != p1.ID || pending[1].ID != p2.ID {
 		t.Errorf("PendingRequests = %v, want #%d, #%d", pending, p1.ID, p2.ID)
 	}
-	if n, err := st.CountGranted(ctx); err != nil || n != 2 {
+	if n, err := st.CountGranted(ctx, ""); err != nil || n != 2 {
 		t.Errorf("CountGranted = %d, %v; want 2", n, err)
 	}
-	if next, err := st.OldestWaitlisted(ctx); err != nil || next.ID != w1.ID {
+	if next, err := st.OldestWaitlisted(ctx, ""); err != nil || next.ID != w1.ID {
 		t.Errorf("OldestWaitlisted = %+v, %v; want #%d (waitlisted first, before #%d)", next, err, w1.ID, w2.ID)
 	}
 	counts, err := st.CountByStatus(ctx)
@@ -381,7 +382,7 @@ func TestRequestQueries(t *testing.T) {
 	}
 
 	empty, _ := open(t)
-	if _, err := empty.OldestWaitlisted(ctx); !errors.Is(err, approvals.ErrNotFound) {
+	if _, err := empty.OldestWaitlisted(ctx, ""); !errors.Is(err, approvals.ErrNotFound) {
 		t.Errorf("OldestWaitlisted on empty: err = %v, want ErrNotFound", err)
 	}
 	if reqs, err := empty.PendingRequests(ctx); err != nil || len(reqs) != 0 {
