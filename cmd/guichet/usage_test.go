@@ -291,3 +291,24 @@ func setVersion(t *testing.T, path string, version int) {
 		t.Fatal(err)
 	}
 }
+
+// TestUsageSubcommand runs the report as an operator does, through run:
+// "usage" first, then its own flags.
+func TestUsageSubcommand(t *testing.T) {
+	file, db := usageSetup(t, t.TempDir())
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"usage", "-config", file, "-month", "2026-10"}, usageEnv(db, true, nil), &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit code %d, stderr: %s", code, stderr.String())
+	}
+	if stdout.String() != octoberCSV {
+		t.Errorf("stdout:\n%s\nwant:\n%s", stdout.String(), octoberCSV)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"usage", "-config", file}, usageEnv(db, true, nil), &stdout, &stderr); code != exitUsage {
+		t.Errorf("without -month: exit code %d, want %d", code, exitUsage)
+	}
+	if !strings.Contains(stderr.String(), "-month is required") || stdout.Len() > 0 {
+		t.Errorf("without -month: stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
