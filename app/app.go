@@ -69,32 +69,32 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 	for i, u := range cfg.Moderators.Users {
 		mods[i] = id.UserID(u)
 	}
-	service := approvals.New(st, approvals.Rules{
-		AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny, MaxActive: cfg.Access.MaxActiveUsers,
-	}, now)
+	profiles := cfg.Profiles()
+	rules := approvals.Rules{AutoApprove: cfg.Access.AutoApprove, Deny: cfg.Access.Deny, MaxActive: cfg.Access.MaxActiveUsers}
+	for _, p := range profiles[1:] {
+		rules.Partners = append(rules.Partners, approvals.PartnerRules{
+			ID: p.ID, Match: p.Match, AutoApprove: p.Access.AutoApprove, MaxActive: p.Access.MaxActiveUsers,
+		})
+	}
+	service := approvals.New(st, rules, now)
+	// The partners in the configuration decide who belongs to whom: a
+	// change moves agents (and their places) between profiles.
+	if moved, err := service.AssignPartners(ctx); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("failed to assign agents to partners: %w", err)
+	} else if moved > 0 {
+		log.Info().Int("requests", moved).Msg("Agents moved between profiles after a change of partners")
+	}
 	loc, err := time.LoadLocation(cfg.Limits.Timezone)
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("failed to load time zone %s: %w", cfg.Limits.Timezone, err)
 	}
-	limiter := ratelimit.NewLimiter(ratelimit.Config{
-		PerUser: ratelimit.Limits{
-			MessagesPerMinute: cfg.Limits.PerUser.MessagesPerMinute,
-			MessagesPerDay:    cfg.Limits.PerUser.MessagesPerDay,
-			TokensPerDay:      cfg.Limits.PerUser.TokensPerDay,
-		},
-		Burst:          cfg.Limits.PerUser.Burst,
-		Exempt:         cfg.Limits.Exempt,
-		OverloadFactor: cfg.Limits.OverloadFactor,
-		Location:       loc,
-	}, st, now)
-	gate := ratelimit.NewGate(ratelimit.GlobalConfig{
-		MaxConcurrent:     cfg.Limits.Global.MaxConcurrent,
-		QueueSize:         cfg.Limits.Global.QueueSize,
-		RequestsPerMinute: cfg.Limits.Global.RequestsPerMinute,
-		TokensPerMinute:   cfg.Limits.Global.TokensPerMinute,
-		WaitNotice:        cfg.Limits.Global.WaitNotice,
-	}, now)
+	parts := make([]profileParts, len(profiles))
+	for i, p := range profiles {
+		parts[i] = newProfileParts(cfg, p, st, loc, now)
+	}
+	limiter, gate := parts[0].limiter, parts[0].gate
 	// The bot reports to the metrics only when they are served.
 	var rec *metrics.Metrics
 	var b *bot.Bot
@@ -109,20 +109,6 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 	if cfg.Hooks.DecisionsURL != "" {
 		hookSender = hooks.New(cfg.Hooks.DecisionsURL, cfg.Hooks.Secret, &http.Client{Timeout: hooks.DefaultTimeout})
 	}
-	assistant := albert.New(albert.Config{BaseURL: cfg.Albert.BaseURL, APIKey: cfg.Albert.APIKey, Model: cfg.Albert.Model})
-	conversations := conversation.New(st, assistant, conversation.Config{
-		SystemPrompt:     cfg.Albert.SystemPrompt,
-		Model:            cfg.Albert.Model,
-		MaxContextTokens: cfg.Albert.MaxContextTokens,
-		IdleReset:        cfg.Conversation.IdleReset,
-		Retrieval: conversation.Retrieval{
-			Collections:    cfg.Retrieval.Collections,
-			Method:         cfg.Retrieval.Method,
-			Limit:          cfg.Retrieval.Limit,
-			ScoreThreshold: cfg.Retrieval.ScoreThreshold,
-			Timeout:        cfg.Retrieval.Timeout,
-		},
-	}, now)
 	b = bot.New(bot.Config{
 		Homeserver:      cfg.Matrix.Homeserver,
 		UserID:          id.UserID(cfg.Matrix.UserID),
@@ -152,8 +138,8 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		ReminderCheck:   opts.ReminderCheck,
 		Location:        loc,
 	}, bot.Deps{
-		DB: db, Store: st, Approvals: service, Conversations: conversations, Assistant: assistant, Limiter: limiter, Gate: gate, Log: log, Now: now,
-		Metrics: botMetrics(rec), Hooks: hookSender,
+		DB: db, Store: st, Approvals: service, Log: log, Now: now, Metrics: botMetrics(rec), Hooks: hookSender,
+		Assistant: parts[0].assistant, Conversations: parts[0].conv, Limiter: limiter, Gate: gate, Partners: partnerDeps(profiles, parts),
 	})
 	a := &App{Bot: b, Store: st, log: log, close: db.Close}
 	if rec != nil {
@@ -206,4 +192,65 @@ func (a *App) Run(ctx context.Context) error {
 		err = fmt.Errorf("failed to close database: %w", cerr)
 	}
 	return err
+}
+
+// profileParts are what one Albert key needs: its client, conversations,
+// per-agent limits and global gate.
+type profileParts struct {
+	assistant *albert.Client
+	conv      *conversation.Service
+	limiter   *ratelimit.Limiter
+	gate      *ratelimit.Gate
+}
+
+func newProfileParts(cfg *config.Config, p config.Profile, st *store.Store, loc *time.Location, now func() time.Time) profileParts {
+	assistant := albert.New(albert.Config{BaseURL: p.Albert.BaseURL, APIKey: p.Albert.APIKey, Model: p.Albert.Model})
+	return profileParts{
+		assistant: assistant,
+		conv: conversation.New(st, assistant, conversation.Config{
+			SystemPrompt:     p.Albert.SystemPrompt,
+			Model:            p.Albert.Model,
+			MaxContextTokens: p.Albert.MaxContextTokens,
+			IdleReset:        cfg.Conversation.IdleReset,
+			Retrieval: conversation.Retrieval{
+				Collections:    p.Retrieval.Collections,
+				Method:         p.Retrieval.Method,
+				Limit:          p.Retrieval.Limit,
+				ScoreThreshold: p.Retrieval.ScoreThreshold,
+				Timeout:        p.Retrieval.Timeout,
+			},
+		}, now),
+		limiter: ratelimit.NewLimiter(ratelimit.Config{
+			PerUser: ratelimit.Limits{
+				MessagesPerMinute: p.PerUser.MessagesPerMinute,
+				MessagesPerDay:    p.PerUser.MessagesPerDay,
+				TokensPerDay:      p.PerUser.TokensPerDay,
+			},
+			Burst:          p.PerUser.Burst,
+			Exempt:         cfg.Limits.Exempt,
+			OverloadFactor: cfg.Limits.OverloadFactor,
+			Location:       loc,
+		}, st, now),
+		gate: ratelimit.NewGate(ratelimit.GlobalConfig{
+			MaxConcurrent:     p.Global.MaxConcurrent,
+			QueueSize:         p.Global.QueueSize,
+			RequestsPerMinute: p.Global.RequestsPerMinute,
+			TokensPerMinute:   p.Global.TokensPerMinute,
+			WaitNotice:        p.Global.WaitNotice,
+		}, now),
+	}
+}
+
+// partnerDeps are the partners' profiles for the bot (profiles[0] is the
+// default one, given to it separately).
+func partnerDeps(profiles []config.Profile, parts []profileParts) []bot.ProfileDeps {
+	var out []bot.ProfileDeps
+	for i := 1; i < len(profiles); i++ {
+		p := profiles[i]
+		out = append(out, bot.ProfileDeps{
+			ID: p.ID, Name: p.Name, Assistant: parts[i].assistant, Conversations: parts[i].conv,
+			Limiter: parts[i].limiter, Gate: parts[i].gate, Model: p.Albert.Model, Models: p.Albert.Models,
+		})
+	}
+	return out
 }

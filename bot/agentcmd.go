@@ -52,6 +52,7 @@ func (b *Bot) cmdConditions(ctx context.Context, inv *invocation) (string, error
 }
 
 func (b *Bot) cmdForget(ctx context.Context, inv *invocation) (string, error) {
+	pr := b.profileOf(inv.evt.Sender)
 	if len(inv.cmd.Args) != 1 || !strings.EqualFold(strings.TrimRight(inv.cmd.Args[0], ".!"), "confirmer") {
 		return textForgetConfirm, nil
 	}
@@ -59,21 +60,23 @@ func (b *Bot) cmdForget(ctx context.Context, inv *invocation) (string, error) {
 		return "", err
 	}
 	zerolog.Ctx(ctx).Info().Msg("Agent deleted their conversations")
-	return textForgotten, b.conv.Reset(ctx, inv.evt.RoomID)
+	return textForgotten, pr.conv.Reset(ctx, inv.evt.RoomID)
 }
 
 func (b *Bot) cmdReset(ctx context.Context, inv *invocation) (string, error) {
-	return textConversationReset, b.conv.Reset(ctx, inv.evt.RoomID)
+	pr := b.profileOf(inv.evt.Sender)
+	return textConversationReset, pr.conv.Reset(ctx, inv.evt.RoomID)
 }
 
 func (b *Bot) cmdSources(ctx context.Context, inv *invocation) (string, error) {
-	sources, answered, err := b.conv.LastSources(ctx, inv.evt.RoomID)
+	pr := b.profileOf(inv.evt.Sender)
+	sources, answered, err := pr.conv.LastSources(ctx, inv.evt.RoomID)
 	switch {
 	case err != nil:
 		return "", err
 	case !answered:
 		return textNoAnswerYet, nil
-	case len(sources) == 0 && !b.conv.RetrievalEnabled():
+	case len(sources) == 0 && !pr.conv.RetrievalEnabled():
 		return textRetrievalOff, nil
 	case len(sources) == 0:
 		return textNoSources, nil
@@ -82,14 +85,15 @@ func (b *Bot) cmdSources(ctx context.Context, inv *invocation) (string, error) {
 }
 
 func (b *Bot) cmdCollections(ctx context.Context, inv *invocation) (string, error) {
-	if !b.conv.RetrievalEnabled() {
+	pr := b.profileOf(inv.evt.Sender)
+	if !pr.conv.RetrievalEnabled() {
 		return textRetrievalOff, nil
 	}
 	if len(inv.cmd.Args) > 0 {
-		inUse, err := b.conv.ChooseCollections(ctx, inv.evt.Sender, inv.cmd.Args)
+		inUse, err := pr.conv.ChooseCollections(ctx, inv.evt.Sender, inv.cmd.Args)
 		var choice *conversation.ChoiceError
 		if errors.As(err, &choice) {
-			offered, lerr := b.conv.Offered(ctx, inv.evt.Sender)
+			offered, lerr := pr.conv.Offered(ctx, inv.evt.Sender)
 			if lerr != nil {
 				zerolog.Ctx(ctx).Warn().Err(lerr).Msg("Failed to list collections")
 			}
@@ -97,13 +101,13 @@ func (b *Bot) cmdCollections(ctx context.Context, inv *invocation) (string, erro
 		} else if err != nil {
 			return "", err
 		}
-		offered, lerr := b.conv.Offered(ctx, inv.evt.Sender)
+		offered, lerr := pr.conv.Offered(ctx, inv.evt.Sender)
 		if lerr != nil {
 			zerolog.Ctx(ctx).Warn().Err(lerr).Msg("Failed to list collections")
 		}
 		return textCollectionsChosen(inUse, offered), nil
 	}
-	offered, err := b.conv.Offered(ctx, inv.evt.Sender)
+	offered, err := pr.conv.Offered(ctx, inv.evt.Sender)
 	if err != nil {
 		// Listed with their ids only: still enough to choose.
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to list collections")
@@ -112,11 +116,12 @@ func (b *Bot) cmdCollections(ctx context.Context, inv *invocation) (string, erro
 }
 
 func (b *Bot) cmdMyQuota(ctx context.Context, inv *invocation) (string, error) {
+	pr := b.profileOf(inv.evt.Sender)
 	over, err := b.approvals.Overloaded(ctx)
 	if err != nil {
 		return "", err
 	}
-	q, err := b.limiter.Quota(ctx, inv.evt.Sender, over)
+	q, err := pr.limiter.Quota(ctx, inv.evt.Sender, over)
 	return textMyQuota(q, over, b.loc), err
 }
 
@@ -156,14 +161,14 @@ func (b *Bot) cmdAccept(ctx context.Context, inv *invocation) (string, error) {
 	return textAccepted, nil
 }
 
-// allowedModels are the configured models that Albert lists as chat models,
+// allowedModels are the profile's configured models that Albert lists as chat models,
 // by id (aliases are renamed without notice).
-func (b *Bot) allowedModels(ctx context.Context) ([]string, error) {
-	listed, err := b.assistant.Models(ctx)
+func (b *Bot) allowedModels(ctx context.Context, pr *profile) ([]string, error) {
+	listed, err := pr.assistant.Models(ctx)
 	if err != nil {
 		return nil, err
 	}
-	wanted := append([]string{b.cfg.Model}, b.cfg.Models...)
+	wanted := append([]string{pr.model}, pr.models...)
 	var out []string
 	for _, m := range listed {
 		if m.Type == albert.TypeTextGeneration && slices.Contains(wanted, m.ID) && !slices.Contains(out, m.ID) {
@@ -174,13 +179,14 @@ func (b *Bot) allowedModels(ctx context.Context) ([]string, error) {
 }
 
 func (b *Bot) cmdModel(ctx context.Context, inv *invocation) (string, error) {
+	pr := b.profileOf(inv.evt.Sender)
 	evt, cmd := inv.evt, inv.cmd
-	models, err := b.allowedModels(ctx)
+	models, err := b.allowedModels(ctx, pr)
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("Failed to list models")
 		return textModelsUnavailable, nil
 	}
-	current, err := b.conv.Model(ctx, evt.Sender)
+	current, err := pr.conv.Model(ctx, evt.Sender)
 	if err != nil {
 		return "", err
 	}
@@ -191,5 +197,5 @@ func (b *Bot) cmdModel(ctx context.Context, inv *invocation) (string, error) {
 	if !slices.Contains(models, choice) {
 		return textModelUnknown(choice, models), nil
 	}
-	return textModelChosen(choice), b.conv.SetModel(ctx, evt.Sender, choice)
+	return textModelChosen(choice), pr.conv.SetModel(ctx, evt.Sender, choice)
 }

@@ -339,7 +339,7 @@ const maxRetryWait = 15 * time.Second
 // ask sends the question with its context to the assistant, retrying what is
 // worth retrying before the first token, and returns what to show. Each call
 // holds its own breaker ticket and reports its outcome on it.
-func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, model string) (result answer) {
+func (b *Bot) ask(ctx context.Context, pr *profile, evt *event.Event, msgs []albert.Message, model string) (result answer) {
 	log := zerolog.Ctx(ctx)
 	disp := b.newStream(ctx, evt, "reply:"+evt.ID.String(), b.placeholderOf(ctx, evt))
 	result.model = model
@@ -349,14 +349,14 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 
 	var last *albert.Error // the previous attempt's failure
 	for attempt := 0; ; attempt++ {
-		if text, paused := b.pausedText(); paused {
+		if text, paused := b.pausedText(pr); paused {
 			result.text = text
 			return result
 		}
 		var ticket ratelimit.Ticket
 		if attempt == 0 {
 			var err error
-			if ticket, err = b.takeTicket(ctx, evt); err != nil {
+			if ticket, err = b.takeTicket(ctx, pr, evt); err != nil {
 				if ctx.Err() == nil {
 					result.text = textAlbertError(albert.ClassBusy)
 				}
@@ -365,9 +365,9 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		} else {
 			// An overload that opened the breaker is not fought with retries.
 			var ok bool
-			if ticket, ok, _ = b.breaker.Allow(); !ok {
+			if ticket, ok, _ = pr.breaker.Allow(); !ok {
 				if isOverload(last.Class) {
-					b.alerts.failed(ctx, last)
+					pr.alerts.failed(ctx, last)
 				}
 				result.text = textAlbertError(albert.ClassBusy)
 				return result
@@ -375,17 +375,17 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 		}
 		callCtx, cancel := context.WithTimeout(ctx, b.cfg.AlbertTimeout)
 		start := b.now()
-		got, err := b.assistant.Stream(callCtx, model, msgs, b.firstToken(start, disp.update))
+		got, err := pr.assistant.Stream(callCtx, model, msgs, b.firstToken(start, disp.update))
 		cancel()
 		result.waited += b.now().Sub(start)
 		aerr := albert.Classify(err)
 		b.metrics.AlbertTokens(got.Usage.PromptTokens, got.Usage.CompletionTokens)
-		result.usage = b.usage(result.usage, evt, model, got, b.now().Sub(start), aerr)
+		result.usage = b.usage(result.usage, pr, evt, model, got, b.now().Sub(start), aerr)
 		result.tokens += got.Usage.PromptTokens + got.Usage.CompletionTokens
 		if aerr == nil {
 			ticket.Success()
-			b.keyWorks(ctx, start)
-			b.alerts.resolved(ctx)
+			b.keyWorks(ctx, pr, start)
+			pr.alerts.resolved(ctx)
 			text := strings.TrimSpace(got.Text)
 			if text == "" {
 				result.text = textEmptyAnswer
@@ -399,46 +399,46 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			result.text = ""
 			return result
 		}
-		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Msg("Albert call failed")
+		log.Warn().Err(aerr).Int("attempt", attempt).Str("model", model).Str("partner", pr.id).Msg("Albert call failed")
 		b.metrics.AlbertError(string(aerr.Class))
-		if aerr.Class == albert.ClassDailyLimit && model != b.cfg.Model {
+		if aerr.Class == albert.ClassDailyLimit && model != pr.model {
 			// Albert's limits are per model: the daily window of the model
 			// this agent picked stops that model, not the service. Back to
 			// the default one, and they are told.
 			ticket.Release()
-			if err := b.conv.SetModel(ctx, evt.Sender, ""); err != nil {
+			if err := pr.conv.SetModel(ctx, evt.Sender, ""); err != nil {
 				log.Err(err).Msg("Failed to reset model choice")
 			}
-			result.notices = append(result.notices, textModelDailyLimit(model, b.cfg.Model))
-			model, result.model = b.cfg.Model, b.cfg.Model
+			result.notices = append(result.notices, textModelDailyLimit(model, pr.model))
+			model, result.model = pr.model, pr.model
 			last = aerr
 			continue
 		}
 		if pausesKey(aerr.Class) {
 			// Not an overload, and no retry gets past it.
 			ticket.Release()
-			b.alerts.failed(ctx, aerr)
-			result.text = b.pauseKey(ctx, aerr)
+			pr.alerts.failed(ctx, aerr)
+			result.text = b.pauseKey(ctx, pr, aerr)
 			return result
 		}
 		ticket.Failure(isOverload(aerr.Class))
-		if (aerr.Class == albert.ClassNotFound || aerr.Class == albert.ClassModelClosed) && model != b.cfg.Model {
+		if (aerr.Class == albert.ClassNotFound || aerr.Class == albert.ClassModelClosed) && model != pr.model {
 			// The agent's model disappeared, or is closed to the key: back
 			// to the default one, and they are told.
-			if err := b.conv.SetModel(ctx, evt.Sender, ""); err != nil {
+			if err := pr.conv.SetModel(ctx, evt.Sender, ""); err != nil {
 				log.Err(err).Msg("Failed to reset model choice")
 			}
-			notice := textModelGone(model, b.cfg.Model)
+			notice := textModelGone(model, pr.model)
 			if aerr.Class == albert.ClassModelClosed {
-				notice = textModelClosed(model, b.cfg.Model)
+				notice = textModelClosed(model, pr.model)
 			}
 			result.notices = append(result.notices, notice)
-			model, result.model = b.cfg.Model, b.cfg.Model
+			model, result.model = pr.model, pr.model
 			last = aerr
 			continue
 		}
 		if aerr.Partial {
-			b.alerts.failed(ctx, aerr)
+			pr.alerts.failed(ctx, aerr)
 			result.text, result.cut = strings.TrimSpace(got.Text)+"\n\n"+textAnswerCut, true
 			return result
 		}
@@ -453,15 +453,15 @@ func (b *Bot) ask(ctx context.Context, evt *event.Event, msgs []albert.Message, 
 			last = aerr
 			continue
 		}
-		if aerr.Class == albert.ClassNotFound && model == b.cfg.Model {
+		if aerr.Class == albert.ClassNotFound && model == pr.model {
 			// The default model itself is gone: every agent is without
 			// answers and nobody can fall back. An incident, not the
 			// agent's mistake.
-			b.alerts.page(ctx, aerr)
+			pr.alerts.page(ctx, aerr)
 			result.text = textAlbertError(albert.ClassAuth)
 			return result
 		}
-		b.alerts.failed(ctx, aerr)
+		pr.alerts.failed(ctx, aerr)
 		result.text = textAlbertFailure(aerr.Class)
 		return result
 	}
@@ -501,7 +501,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // usage adds a call to the assistant to the question's usage, which is
 // written with the answer, once (see finish).
-func (b *Bot) usage(acc []store.Usage, evt *event.Event, model string, got albert.Answer, latency time.Duration, aerr *albert.Error) []store.Usage {
+func (b *Bot) usage(acc []store.Usage, pr *profile, evt *event.Event, model string, got albert.Answer, latency time.Duration, aerr *albert.Error) []store.Usage {
 	outcome := "ok"
 	if aerr != nil {
 		outcome = string(aerr.Class)
@@ -513,6 +513,7 @@ func (b *Bot) usage(acc []store.Usage, evt *event.Event, model string, got alber
 		UserID: evt.Sender, RoomID: evt.RoomID, Model: model,
 		PromptTokens: got.Usage.PromptTokens, CompletionTokens: got.Usage.CompletionTokens, Estimated: got.Usage.Estimated,
 		Latency: latency, Outcome: outcome, At: b.now(), Question: evt.ID,
+		Partner: pr.id, Cost: got.Usage.Cost, KWh: got.Usage.KWh, KgCO2eq: got.Usage.KgCO2eq,
 	})
 }
 
@@ -520,6 +521,7 @@ func (b *Bot) usage(acc []store.Usage, evt *event.Event, model string, got alber
 // the first failure of a class opens an incident, a success closes them all.
 type alerts struct {
 	b    *Bot
+	p    *profile
 	mu   sync.Mutex
 	open map[albert.Class]time.Time
 }
@@ -546,8 +548,8 @@ func (a *alerts) page(ctx context.Context, err *albert.Error) {
 	if seen {
 		return
 	}
-	zerolog.Ctx(ctx).Error().Err(err).Str("incident", string(err.Class)).Msg("Albert incident started")
-	a.b.alertOps(ctx, fmt.Sprintf("alert:%s:%d", err.Class, a.b.now().UnixMilli()), textOpsIncident(err))
+	zerolog.Ctx(ctx).Error().Err(err).Str("partner", a.p.id).Str("incident", string(err.Class)).Msg("Albert incident started")
+	a.b.alertOps(ctx, fmt.Sprintf("alert:%s%s:%d", partnerKey(a.p), err.Class, a.b.now().UnixMilli()), textOpsIncident(a.p.name, a.p.partner(), err))
 }
 
 func (a *alerts) resolved(ctx context.Context) {
@@ -560,8 +562,8 @@ func (a *alerts) resolved(ctx context.Context) {
 	a.open = map[albert.Class]time.Time{}
 	a.mu.Unlock()
 	for class, since := range open {
-		zerolog.Ctx(ctx).Info().Str("incident", string(class)).Dur("duration", a.b.now().Sub(since)).Msg("Albert incident resolved")
-		a.b.alertOps(ctx, fmt.Sprintf("resolved:%s:%d", class, a.b.now().UnixMilli()), textOpsResolved(class, a.b.now().Sub(since)))
+		zerolog.Ctx(ctx).Info().Str("partner", a.p.id).Str("incident", string(class)).Dur("duration", a.b.now().Sub(since)).Msg("Albert incident resolved")
+		a.b.alertOps(ctx, fmt.Sprintf("resolved:%s%s:%d", partnerKey(a.p), class, a.b.now().UnixMilli()), textOpsResolved(a.p.name, a.p.partner(), class, a.b.now().Sub(since)))
 	}
 }
 

@@ -114,10 +114,11 @@ type Store interface {
 	RequestByEvent(ctx context.Context, evt id.EventID) (*approvals.Request, error)
 	SenderOf(ctx context.Context, evt id.EventID) (id.UserID, error)
 	CountByStatus(ctx context.Context) (map[approvals.Status]int, error)
+	CountByPartner(ctx context.Context) (map[string]map[approvals.Status]int, error)
 	Audit(ctx context.Context, target id.UserID) ([]approvals.AuditEntry, error)
 	Setting(ctx context.Context, key string) (string, bool, error)
 	SetSetting(ctx context.Context, key, value string, at time.Time) error
-	StatsSince(ctx context.Context, since time.Time) (store.Stats, error)
+	StatsSince(ctx context.Context, since time.Time, partner string) (store.Stats, error)
 	Prune(ctx context.Context, before time.Time) (int64, error)
 }
 
@@ -138,6 +139,10 @@ type Deps struct {
 	Metrics       Metrics // nil: nothing recorded
 	// Hooks posts access decisions to hooks.decisions_url (nil: off).
 	Hooks HookSender
+	// Partners are the partners' profiles, in configuration order (the
+	// default profile is made of Assistant, Conversations, Limiter and
+	// Gate above).
+	Partners []ProfileDeps
 }
 
 // Bot is guichet's Matrix side.
@@ -146,19 +151,15 @@ type Bot struct {
 	db        *dbutil.Database
 	store     Store
 	approvals *approvals.Service
-	conv      *conversation.Service
-	assistant Assistant
-	limiter   *ratelimit.Limiter
-	gate      *ratelimit.Gate
-	breaker   *ratelimit.Breaker
-	pause     *ratelimit.KeyPause // Albert refused the key for hours
+	// profiles are the default profile, then the partners': each question
+	// is answered with its agent's (see profileOf).
+	profiles  []*profile
 	log       zerolog.Logger
 	now       func() time.Time
 	metrics   Metrics
 	hooks     HookSender
 
 	loc         *time.Location
-	alerts      *alerts
 	opsRoom     id.RoomID
 	client      *mautrix.Client
 	crypto      *cryptohelper.CryptoHelper
@@ -196,19 +197,42 @@ func New(cfg Config, deps Deps) *Bot {
 		cfg.ReminderCheck = time.Minute
 	}
 	b := &Bot{
-		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals, conv: deps.Conversations, assistant: deps.Assistant,
-		limiter: deps.Limiter, gate: deps.Gate,
+		cfg: cfg, loc: loc, db: deps.DB, store: deps.Store, approvals: deps.Approvals,
 		log: deps.Log, now: now, metrics: cmp.Or[Metrics](deps.Metrics, noMetrics{}), moderators: mods, hooks: deps.Hooks,
 		ready: make(chan struct{}), wake: make(chan struct{}, 1), joinSem: make(chan struct{}, 8),
 		convs: make(map[id.RoomID]chan store.InboxItem),
 	}
-	b.alerts = &alerts{b: b, open: map[albert.Class]time.Time{}}
-	b.breaker = ratelimit.NewBreaker(cfg.Breaker, now, b.onBreaker)
-	b.pause = ratelimit.NewKeyPause(now, 0)
+	b.profiles = append(b.profiles, b.newProfile(ProfileDeps{
+		Name: textDefaultProfile, Assistant: deps.Assistant, Conversations: deps.Conversations,
+		Limiter: deps.Limiter, Gate: deps.Gate, Model: cfg.Model, Models: cfg.Models,
+	}))
+	for _, d := range deps.Partners {
+		b.profiles = append(b.profiles, b.newProfile(d))
+	}
 	if b.cfg.BreakerMaxWait <= 0 {
 		b.cfg.BreakerMaxWait = 2 * time.Minute
 	}
 	return b
+}
+
+// promoteAtStart approves the waitlisted agents that fit: a change of
+// partners in the configuration may have moved them to a profile with room.
+// They are welcomed, and the support room told.
+func (b *Bot) promoteAtStart(ctx context.Context) {
+	promoted, err := b.approvals.Promote(ctx)
+	if err != nil {
+		b.log.Err(err).Msg("Failed to promote waitlisted agents at start-up")
+		return
+	}
+	if len(promoted) == 0 {
+		return
+	}
+	line, err := b.welcomePromoted(ctx, "", promoted)
+	if err != nil {
+		b.log.Err(err).Msg("Failed to welcome agents promoted at start-up")
+		return
+	}
+	b.tellSupport(ctx, fmt.Sprintf("promoted:%d", promoted[0].ID), strings.TrimSpace(line))
 }
 
 // Ready is closed once the bot has joined the support room and processed its
@@ -244,9 +268,12 @@ func (b *Bot) Run(ctx context.Context) error {
 		defer b.work.Done()
 		b.housekeeping(syncCtx)
 	}()
+	b.work.Add(1)
+	go b.watchAccounts(syncCtx)
 	if err := b.resumeInbox(syncCtx); err != nil {
 		return err
 	}
+	b.promoteAtStart(syncCtx)
 	err := b.client.SyncWithContext(syncCtx)
 	stopSync()
 	if err != nil && !errors.Is(err, context.Canceled) {

@@ -187,7 +187,7 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 			}
 		}
 		if r != nil && r.exchange != nil {
-			if err := b.conv.Record(ctx, *r.exchange); err != nil {
+			if err := b.profileOf(item.Sender).conv.Record(ctx, *r.exchange); err != nil {
 				return err
 			}
 		}
@@ -267,30 +267,31 @@ func (b *Bot) notAllowed(standing approvals.Standing) string {
 // its sources listed under it, and the exchange to record with it.
 func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.MessageEventContent, text string) (*reply, error) {
 	var notices []string
-	release, refusal, err := b.admit(ctx, evt, &notices)
+	pr := b.profileOf(evt.Sender)
+	release, refusal, err := b.admit(ctx, pr, evt, &notices)
 	if err != nil || refusal != nil {
 		if refusal != nil {
 			refusal.notices, refusal.outcome = notices, outcomeLimited
 		}
 		return refusal, err
 	}
-	p, err := b.conv.Prompt(ctx, conversation.Question{
+	p, err := pr.conv.Prompt(ctx, conversation.Question{
 		Room: evt.RoomID, User: evt.Sender, Event: evt.ID, Text: text, ReplyTo: content.RelatesTo.GetReplyTo(),
 	})
 	if err != nil {
 		release(0)
-		if rerr := b.refund(context.WithoutCancel(ctx), evt); rerr != nil {
+		if rerr := b.refund(context.WithoutCancel(ctx), pr, evt); rerr != nil {
 			zerolog.Ctx(ctx).Err(rerr).Msg("Failed to refund a question")
 		}
 		return nil, err
 	}
 	if p.Reset {
-		notices = append([]string{textNewConversation(b.conv.IdleReset())}, notices...)
+		notices = append([]string{textNewConversation(pr.conv.IdleReset())}, notices...)
 	}
-	res := b.ask(ctx, evt, p.Messages, p.Model)
+	res := b.ask(ctx, pr, evt, p.Messages, p.Model)
 	release(res.tokens)
 	if call := p.Search; call != nil {
-		res.usage = append(res.usage, b.searchUsage(evt, call))
+		res.usage = append(res.usage, b.searchUsage(pr, evt, call))
 		if call.Err != nil {
 			zerolog.Ctx(ctx).Warn().Err(call.Err).Ints("collections", call.Collections).Msg("Search failed: answering without sources")
 		}
@@ -298,14 +299,14 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	if res.text == "" {
 		// Nothing to say (the call was cancelled): the question is given
 		// back, unless guichet is stopping and will handle it again.
-		return &reply{charge: &charge{evt: evt, usage: res.usage}}, ctx.Err()
+		return &reply{charge: &charge{pr: pr, evt: evt, usage: res.usage}}, ctx.Err()
 	}
 	over, err := b.approvals.Overloaded(ctx)
 	if err != nil {
 		zerolog.Ctx(ctx).Err(err).Msg("Failed to read overload mode")
 	}
 	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited,
-		charge: &charge{evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}, outcome: outcomeAnswered}
+		charge: &charge{pr: pr, evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}, outcome: outcomeAnswered}
 	if !res.ok {
 		r.outcome = outcomeFailed
 		if res.cut {
@@ -329,7 +330,7 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 }
 
 // searchUsage is the usage ledger's row for a question's search.
-func (b *Bot) searchUsage(evt *event.Event, call *conversation.SearchCall) store.Usage {
+func (b *Bot) searchUsage(pr *profile, evt *event.Event, call *conversation.SearchCall) store.Usage {
 	outcome := "ok"
 	if call.Err != nil {
 		outcome = string(call.Err.Class)
@@ -338,5 +339,6 @@ func (b *Bot) searchUsage(evt *event.Event, call *conversation.SearchCall) store
 		UserID: evt.Sender, RoomID: evt.RoomID, Endpoint: store.EndpointSearch,
 		PromptTokens: call.Usage.PromptTokens, CompletionTokens: call.Usage.CompletionTokens, Estimated: call.Usage.Estimated,
 		Latency: call.Latency, Outcome: outcome, At: b.now(), Question: evt.ID,
+		Partner: pr.id, Cost: call.Usage.Cost, KWh: call.Usage.KWh, KgCO2eq: call.Usage.KgCO2eq,
 	}
 }

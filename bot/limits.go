@@ -18,8 +18,8 @@ import (
 // global gate to a question. It returns the gate's release function, or a
 // reply explaining why the question does not go to Albert now (and nothing
 // is counted then). It takes no breaker ticket: ask takes one for each call.
-func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (release func(tokens int), refusal *reply, err error) {
-	if text, paused := b.pausedText(); paused {
+func (b *Bot) admit(ctx context.Context, pr *profile, evt *event.Event, notices *[]string) (release func(tokens int), refusal *reply, err error) {
+	if text, paused := b.pausedText(pr); paused {
 		zerolog.Ctx(ctx).Info().Msg("Question while the Albert key is paused")
 		return nil, noticeReply(text), nil
 	}
@@ -27,7 +27,7 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 	if err != nil {
 		return nil, nil, err
 	}
-	dec, err := b.count(ctx, evt, over)
+	dec, err := b.count(ctx, pr, evt, over)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -39,11 +39,11 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 		*notices = append(*notices, textLimitWarning(k))
 	}
 	refund := func() {
-		if err := b.refund(context.WithoutCancel(ctx), evt); err != nil {
+		if err := b.refund(context.WithoutCancel(ctx), pr, evt); err != nil {
 			zerolog.Ctx(ctx).Err(err).Msg("Failed to refund a question")
 		}
 	}
-	if err := b.waitBreaker(ctx, evt); err != nil {
+	if err := b.waitBreaker(ctx, pr, evt); err != nil {
 		refund()
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
@@ -51,7 +51,7 @@ func (b *Bot) admit(ctx context.Context, evt *event.Event, notices *[]string) (r
 		return nil, noticeReply(textAlbertError(albert.ClassBusy)), nil
 	}
 	queued := b.now()
-	release, err = b.gate.Acquire(ctx, evt.Sender, func(position int) {
+	release, err = pr.gate.Acquire(ctx, evt.Sender, func(position int) {
 		b.tellNow(ctx, fmt.Sprintf("queue:%s", evt.ID), evt, textQueuePosition(position))
 	})
 	if err == nil {
@@ -74,17 +74,17 @@ var errStillOverloaded = errors.New("albert still overloaded")
 // waitBreaker holds a question while Albert is overloaded, telling the agent
 // once, and gives up after BreakerMaxWait. It only looks: the ticket is
 // taken by ask when it calls.
-func (b *Bot) waitBreaker(ctx context.Context, evt *event.Event) error {
-	_, err := b.breakerWait(ctx, evt, false)
+func (b *Bot) waitBreaker(ctx context.Context, pr *profile, evt *event.Event) error {
+	_, err := b.breakerWait(ctx, pr, evt, false)
 	return err
 }
 
 // takeTicket waits like waitBreaker and takes the ticket of the call.
-func (b *Bot) takeTicket(ctx context.Context, evt *event.Event) (ratelimit.Ticket, error) {
-	return b.breakerWait(ctx, evt, true)
+func (b *Bot) takeTicket(ctx context.Context, pr *profile, evt *event.Event) (ratelimit.Ticket, error) {
+	return b.breakerWait(ctx, pr, evt, true)
 }
 
-func (b *Bot) breakerWait(ctx context.Context, evt *event.Event, take bool) (ratelimit.Ticket, error) {
+func (b *Bot) breakerWait(ctx context.Context, pr *profile, evt *event.Event, take bool) (ratelimit.Ticket, error) {
 	deadline := b.now().Add(b.cfg.BreakerMaxWait)
 	told := false
 	for {
@@ -92,9 +92,9 @@ func (b *Bot) breakerWait(ctx context.Context, evt *event.Event, take bool) (rat
 		var ok bool
 		var retryIn time.Duration
 		if take {
-			ticket, ok, retryIn = b.breaker.Allow()
+			ticket, ok, retryIn = pr.breaker.Allow()
 		} else {
-			ok, retryIn = b.breaker.Ready()
+			ok, retryIn = pr.breaker.Ready()
 		}
 		if ok {
 			return ticket, nil
@@ -113,13 +113,13 @@ func (b *Bot) breakerWait(ctx context.Context, evt *event.Event, take bool) (rat
 	}
 }
 
-// pausedText is what to tell an agent while the key is paused.
-func (b *Bot) pausedText() (string, bool) {
-	reason, until, paused := b.pause.Paused()
+// pausedText is what to tell an agent while their profile's key is paused.
+func (b *Bot) pausedText(pr *profile) (string, bool) {
+	reason, until, paused := pr.pause.Paused()
 	if !paused {
 		return "", false
 	}
-	return textKeyPaused(albert.Class(reason), until, b.now(), b.loc), true
+	return textKeyPaused(pr.name, pr.partner(), albert.Class(reason), until, b.now(), b.loc), true
 }
 
 // pausesKey tells the refusals that hold for hours: no call with the key
@@ -133,7 +133,7 @@ func pausesKey(class albert.Class) bool {
 // else until the next midnight (daily limit) or for the pause's Recheck
 // (budget). The support room is told when a pause starts, not when it is
 // extended. It returns the agent's sentence.
-func (b *Bot) pauseKey(ctx context.Context, aerr *albert.Error) string {
+func (b *Bot) pauseKey(ctx context.Context, pr *profile, aerr *albert.Error) string {
 	now := b.now()
 	until, known := now.Add(aerr.RetryAfter), aerr.RetryAfter > 0
 	switch {
@@ -145,25 +145,34 @@ func (b *Bot) pauseKey(ctx context.Context, aerr *albert.Error) string {
 		y, m, d := now.In(b.loc).Date()
 		until = time.Date(y, m, d+1, 0, 0, 0, 0, b.loc)
 	default:
-		until = now.Add(b.pause.Recheck())
+		until = now.Add(pr.pause.Recheck())
 	}
-	started, end := b.pause.Stop(string(aerr.Class), until, known)
-	zerolog.Ctx(ctx).Warn().Str("reason", string(aerr.Class)).Time("until", end).Bool("started", started).Msg("Albert key paused")
+	started, end := pr.pause.Stop(string(aerr.Class), until, known)
+	zerolog.Ctx(ctx).Warn().Str("partner", pr.id).Str("reason", string(aerr.Class)).Time("until", end).Bool("started", started).Msg("Albert key paused")
 	if started {
-		b.tellSupport(ctx, fmt.Sprintf("pause:%s:%d", aerr.Class, now.UnixMilli()), textModsKeyPaused(aerr.Class, end, now, b.loc))
+		b.tellSupport(ctx, fmt.Sprintf("pause:%s%s:%d", partnerKey(pr), aerr.Class, now.UnixMilli()), textModsKeyPaused(pr.name, pr.partner(), aerr.Class, end, now, b.loc))
 	}
-	return textKeyPaused(aerr.Class, end, now, b.loc)
+	return textKeyPaused(pr.name, pr.partner(), aerr.Class, end, now, b.loc)
 }
 
 // keyWorks ends the key's pause, if any, after a call that started at
 // callStart succeeded, and tells the support room once.
-func (b *Bot) keyWorks(ctx context.Context, callStart time.Time) {
-	ended, reason := b.pause.Resume(callStart)
+func (b *Bot) keyWorks(ctx context.Context, pr *profile, callStart time.Time) {
+	ended, reason := pr.pause.Resume(callStart)
 	if !ended {
 		return
 	}
-	zerolog.Ctx(ctx).Info().Str("reason", reason).Msg("Albert key resumed")
-	b.tellSupport(ctx, fmt.Sprintf("resume:%s:%d", reason, b.now().UnixMilli()), textModsKeyResumed(albert.Class(reason)))
+	zerolog.Ctx(ctx).Info().Str("partner", pr.id).Str("reason", reason).Msg("Albert key resumed")
+	b.tellSupport(ctx, fmt.Sprintf("resume:%s%s:%d", partnerKey(pr), reason, b.now().UnixMilli()), textModsKeyResumed(pr.name, pr.partner(), albert.Class(reason)))
+}
+
+// partnerKey is the part of an outbox key that names a partner's profile
+// ("" for the default one, so that its keys are unchanged).
+func partnerKey(pr *profile) string {
+	if !pr.partner() {
+		return ""
+	}
+	return pr.id + ":"
 }
 
 // tellSupport queues a notice for the moderators in the support room.
@@ -191,7 +200,7 @@ func (b *Bot) tellNow(ctx context.Context, key string, evt *event.Event, text st
 // count applies the per-agent limits to a question, once: its admission is
 // recorded under its event id in the transaction that counts it, so that a
 // question handled again after a stop or a crash is not counted again.
-func (b *Bot) count(ctx context.Context, evt *event.Event, over bool) (ratelimit.Decision, error) {
+func (b *Bot) count(ctx context.Context, pr *profile, evt *event.Event, over bool) (ratelimit.Decision, error) {
 	var dec ratelimit.Decision
 	err := b.store.InTx(ctx, func(ctx context.Context) error {
 		q, err := b.store.Question(ctx, evt.ID)
@@ -203,7 +212,7 @@ func (b *Bot) count(ctx context.Context, evt *event.Event, over bool) (ratelimit
 			dec = ratelimit.Decision{Allowed: true}
 			return nil
 		}
-		if dec, err = b.limiter.Check(ctx, evt.Sender, over); err != nil || !dec.Allowed {
+		if dec, err = pr.limiter.Check(ctx, evt.Sender, over); err != nil || !dec.Allowed {
 			return err
 		}
 		return b.store.SetAdmitted(ctx, evt.ID, evt.RoomID, evt.Sender, b.now(), true)
@@ -216,13 +225,13 @@ func (b *Bot) count(ctx context.Context, evt *event.Event, over bool) (ratelimit
 
 // refund gives back a counted question, once, in one transaction with the
 // record of its admission.
-func (b *Bot) refund(ctx context.Context, evt *event.Event) error {
+func (b *Bot) refund(ctx context.Context, pr *profile, evt *event.Event) error {
 	return b.store.InTx(ctx, func(ctx context.Context) error {
 		q, err := b.store.Question(ctx, evt.ID)
 		if err != nil || q.AdmittedAt.IsZero() {
 			return err
 		}
-		if err := b.limiter.Refund(ctx, evt.Sender); err != nil {
+		if err := pr.limiter.Refund(ctx, evt.Sender); err != nil {
 			return err
 		}
 		return b.store.SetAdmitted(ctx, evt.ID, evt.RoomID, evt.Sender, b.now(), false)
@@ -232,6 +241,7 @@ func (b *Bot) refund(ctx context.Context, evt *event.Event) error {
 // charge is what a question costs: settled in the transaction that
 // finishes it, so that it is charged once whatever stops guichet.
 type charge struct {
+	pr     *profile
 	evt    *event.Event
 	ok     bool // answered: the tokens are counted; otherwise the question is given back
 	tokens int
@@ -249,9 +259,9 @@ func (b *Bot) settle(ctx context.Context, c *charge) ([]string, error) {
 		}
 	}
 	if !c.ok {
-		return nil, b.refund(ctx, c.evt)
+		return nil, b.refund(ctx, c.pr, c.evt)
 	}
-	warn, err := b.limiter.Record(ctx, c.evt.Sender, c.tokens, c.over)
+	warn, err := c.pr.limiter.Record(ctx, c.evt.Sender, c.tokens, c.over)
 	if err != nil {
 		return nil, err
 	}
@@ -264,17 +274,17 @@ func (b *Bot) settle(ctx context.Context, c *charge) ([]string, error) {
 
 // onBreaker tells the support room once when Albert's overload slows
 // everyone down, and once when it is over.
-func (b *Bot) onBreaker(open bool) {
+func (b *Bot) onBreaker(pr *profile, open bool) {
 	ctx := b.log.WithContext(context.Background())
-	text, kind := textBreakerClosed, "closed"
+	text, kind := textBreakerClosed(pr.name, pr.partner()), "closed"
 	if open {
-		text, kind = textBreakerOpened, "opened"
+		text, kind = textBreakerOpened(pr.name, pr.partner()), "opened"
 	}
-	b.log.Warn().Bool("open", open).Msg("Albert overload breaker changed")
+	b.log.Warn().Str("partner", pr.id).Bool("open", open).Msg("Albert overload breaker changed")
 	if b.supportRoom == "" {
 		return
 	}
-	key := fmt.Sprintf("breaker:%s:%d", kind, b.now().UnixMilli())
+	key := fmt.Sprintf("breaker:%s%s:%d", partnerKey(pr), kind, b.now().UnixMilli())
 	if err := b.store.Enqueue(ctx, outgoingNotice(key, b.supportRoom, "", text, b.now())); err != nil {
 		b.log.Err(err).Msg("Failed to queue breaker notice")
 		return

@@ -139,7 +139,7 @@ func TestBreakerOpen(t *testing.T) {
 	if b.BreakerOpen() {
 		t.Fatal("open at start")
 	}
-	ticket, ok, _ := b.breaker.Allow()
+	ticket, ok, _ := b.defaultProfile().breaker.Allow()
 	if !ok {
 		t.Fatal("closed breaker refused a call")
 	}

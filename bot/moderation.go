@@ -35,14 +35,16 @@ var moderatorCommands = commandTable{
 		help: "demandes en attente, de la plus ancienne à la plus récente"},
 	{names: []string{"info"}, args: "@agent|#N", maxTargets: 1, run: (*Bot).cmdInfo,
 		help: "statut, historique et usage d'un agent"},
-	{names: []string{"capacity", "capacite", "capacité"}, args: "[N]", run: (*Bot).cmdCapacity,
-		help: "affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite)"},
+	{names: []string{"capacity", "capacite", "capacité"}, args: "[partenaire] [N]", run: (*Bot).cmdCapacity,
+		help: "affiche ou fixe le nombre maximal d'agents actifs (0 : sans limite), du profil par défaut ou d'un partenaire"},
 	{names: []string{"surcharge", "overload"}, args: "on|off", run: (*Bot).cmdOverload,
 		help: "mode surcharge : limites réduites, nouvelles validations en liste d'attente"},
 	{names: []string{"quota"}, args: "@agent [limites]", maxTargets: 1, run: (*Bot).cmdQuotaOverride,
 		help: "limites et usage d'un agent ; `500/jour`, `200000 tokens`, `10/min` ou `défaut` pour les changer"},
-	{names: []string{"stats"}, run: (*Bot).cmdStats,
-		help: "chiffres du jour : agents, questions, tokens, erreurs, file, temps de réponse"},
+	{names: []string{"stats"}, args: "[partenaire]", run: (*Bot).cmdStats,
+		help: "chiffres du jour : agents, questions, tokens, erreurs, file, temps de réponse (d'un partenaire avec son id)"},
+	{names: []string{"partenaires", "partners"}, run: (*Bot).cmdPartners,
+		help: "les administrations partenaires : agents, questions, tokens et coût du jour et du mois, budget, état"},
 	{names: []string{"help", "aide"}, help: "cette aide"},
 }
 
@@ -277,29 +279,41 @@ func (b *Bot) cmdInfo(ctx context.Context, inv *invocation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return textInfo(user, standing, audit, usage, b.loc), nil
+	text := textInfo(user, standing, audit, usage, b.loc)
+	if pr := b.profileOf(user); pr.partner() {
+		text += "\n" + textInfoPartner(pr.name, pr.id)
+	}
+	return text, nil
 }
 
 func (b *Bot) cmdCapacity(ctx context.Context, inv *invocation) (string, error) {
-	evt, cmd := inv.evt, inv.cmd
-	if len(cmd.Args) == 0 {
-		limit, used, err := b.approvals.Capacity(ctx)
+	evt, args := inv.evt, inv.cmd.Args
+	pr := b.defaultProfile()
+	if len(args) > 0 {
+		if p := b.partnerArg(args[0]); p != nil {
+			pr, args = p, args[1:]
+		} else if _, err := strconv.Atoi(args[0]); err != nil {
+			return textUnknownPartner(args[0], b.partnerIDs()), nil
+		}
+	}
+	if len(args) == 0 {
+		limit, used, err := b.approvals.CapacityOf(ctx, pr.id)
 		if err != nil {
 			return "", err
 		}
-		counts, err := b.store.CountByStatus(ctx)
+		counts, err := b.store.CountByPartner(ctx)
 		if err != nil {
 			return "", err
 		}
 		over, err := b.approvals.Overloaded(ctx)
-		return textCapacity(limit, used, counts[approvals.StatusWaitlisted], over), err
+		return textCapacity(pr.name, pr.partner(), limit, used, counts[pr.id][approvals.StatusWaitlisted], over), err
 	}
 	// "1 000", as French writes thousands, arrives as two words.
-	limit, err := strconv.Atoi(strings.Join(cmd.Args, ""))
+	limit, err := strconv.Atoi(strings.Join(args, ""))
 	if err != nil || limit < 0 {
 		return textCapacityUsage, nil
 	}
-	promoted, err := b.approvals.SetCapacity(ctx, evt.Sender, limit)
+	promoted, err := b.approvals.SetCapacityOf(ctx, evt.Sender, pr.id, limit)
 	if err != nil {
 		return "", err
 	}
@@ -307,8 +321,29 @@ func (b *Bot) cmdCapacity(ctx context.Context, inv *invocation) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	_, used, err := b.approvals.Capacity(ctx)
-	return textCapacitySet(limit, used) + line, err
+	_, used, err := b.approvals.CapacityOf(ctx, pr.id)
+	return textCapacitySet(pr.name, pr.partner(), limit, used) + line, err
+}
+
+// partnerArg is the partner profile a command argument names (by id, any
+// case), or nil.
+func (b *Bot) partnerArg(arg string) *profile {
+	arg = strings.ToLower(strings.Trim(arg, " .,;:!«»\"'`"))
+	for _, p := range b.partnerProfiles() {
+		if p.id == arg {
+			return p
+		}
+	}
+	return nil
+}
+
+// partnerIDs are the partners' ids, in configuration order.
+func (b *Bot) partnerIDs() []string {
+	var ids []string
+	for _, p := range b.partnerProfiles() {
+		ids = append(ids, p.id)
+	}
+	return ids
 }
 
 // Reaction keys that decide on a request, without emoji variation selectors.
@@ -401,7 +436,7 @@ func (b *Bot) cmdQuotaOverride(ctx context.Context, inv *invocation) (string, er
 		if err != nil {
 			return textQuotaUsage, nil
 		}
-		if err := b.limiter.SetOverride(ctx, user, lim); err != nil {
+		if err := b.profileOf(user).limiter.SetOverride(ctx, user, lim); err != nil {
 			return "", err
 		}
 		if err := b.approvals.QuotaChanged(ctx, inv.evt.Sender, user, spec); err != nil {
@@ -412,17 +447,25 @@ func (b *Bot) cmdQuotaOverride(ctx context.Context, inv *invocation) (string, er
 	if err != nil {
 		return "", err
 	}
-	q, err := b.limiter.Quota(ctx, user, over)
+	q, err := b.profileOf(user).limiter.Quota(ctx, user, over)
 	if err != nil {
 		return "", err
 	}
 	return textQuotaOf(user, q, b.loc), nil
 }
 
-func (b *Bot) cmdStats(ctx context.Context, _ *invocation) (string, error) {
-	now := b.now().In(b.loc)
-	midnight := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, b.loc)
-	st, err := b.store.StatsSince(ctx, midnight)
+// cmdStats shows today's figures: of every profile, with the default
+// profile's queue, breaker and pause (and a line per partner in trouble);
+// of one partner with its id.
+func (b *Bot) cmdStats(ctx context.Context, inv *invocation) (string, error) {
+	pr, scope := b.defaultProfile(), store.AllPartners
+	if len(inv.cmd.Args) > 0 {
+		if pr = b.partnerArg(inv.cmd.Args[0]); pr == nil {
+			return textUnknownPartner(inv.cmd.Args[0], b.partnerIDs()), nil
+		}
+		scope = pr.id
+	}
+	st, err := b.store.StatsSince(ctx, b.midnight(), scope)
 	if err != nil {
 		return "", err
 	}
@@ -430,13 +473,83 @@ func (b *Bot) cmdStats(ctx context.Context, _ *invocation) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	limit, used, err := b.approvals.Capacity(ctx)
+	limit, used, err := b.approvals.CapacityOf(ctx, pr.id)
 	if err != nil {
 		return "", err
 	}
-	text := textStats(st, b.gate.Stats(), b.breaker.State(), over, limit, used)
-	if reason, until, paused := b.pause.Paused(); paused {
+	text := textStats(st, pr.gate.Stats(), pr.breaker.State(), over, limit, used)
+	if pr.partner() {
+		text = textStatsOf(pr.name) + "\n\n" + text
+	}
+	if reason, until, paused := pr.pause.Paused(); paused {
 		text += "\n" + textStatsPaused(albert.Class(reason), until, b.now(), b.loc)
 	}
+	if !pr.partner() {
+		for _, p := range b.partnerProfiles() {
+			if line := b.partnerTrouble(p); line != "" {
+				text += "\n" + line
+			}
+		}
+	}
 	return text, nil
+}
+
+// midnight is the start of today in the limits' time zone.
+func (b *Bot) midnight() time.Time {
+	now := b.now().In(b.loc)
+	return time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, b.loc)
+}
+
+// partnerState is what holds a profile's questions back, if anything.
+func (b *Bot) partnerState(p *profile) partnerState {
+	st := partnerState{breaker: p.breaker.State() != ratelimit.BreakerClosed}
+	if reason, until, paused := p.pause.Paused(); paused {
+		st.paused, st.reason, st.until = true, albert.Class(reason), until
+	}
+	return st
+}
+
+// partnerTrouble is one line naming a partner whose key is paused or
+// whose breaker is open ("" when neither).
+func (b *Bot) partnerTrouble(p *profile) string {
+	st := b.partnerState(p)
+	if !st.paused && !st.breaker {
+		return ""
+	}
+	return textPartnerTrouble(p.name, p.id, st, b.now(), b.loc)
+}
+
+// cmdPartners lists the partners: agents active and waiting, questions,
+// tokens and cost today and this month, budget left, state.
+func (b *Bot) cmdPartners(ctx context.Context, _ *invocation) (string, error) {
+	if len(b.partnerProfiles()) == 0 {
+		return textNoPartners, nil
+	}
+	counts, err := b.store.CountByPartner(ctx)
+	if err != nil {
+		return "", err
+	}
+	today := b.midnight()
+	month := time.Date(today.Year(), today.Month(), 1, 0, 0, 0, 0, b.loc)
+	var rows []partnerRow
+	for _, p := range b.partnerProfiles() {
+		day, err := b.store.StatsSince(ctx, today, p.id)
+		if err != nil {
+			return "", err
+		}
+		mon, err := b.store.StatsSince(ctx, month, p.id)
+		if err != nil {
+			return "", err
+		}
+		limit, _, err := b.approvals.CapacityOf(ctx, p.id)
+		if err != nil {
+			return "", err
+		}
+		row := partnerRow{id: p.id, name: p.name, counts: counts[p.id], limit: limit, today: day, month: mon, state: b.partnerState(p)}
+		if acc := p.lastAccount(); acc != nil {
+			row.budget, row.budgetKnown, row.expires = acc.Budget, true, acc.Expires
+		}
+		rows = append(rows, row)
+	}
+	return textPartners(rows, b.now(), b.loc), nil
 }

@@ -310,23 +310,144 @@ func textNotModeratorReaction(user id.UserID) string {
 
 const textCapacityUsage = "Usage : `!capacity` pour voir la capacité, `!capacity 500` pour la fixer (0 : sans limite)."
 
-func textCapacity(limit, used, waitlisted int, overload bool) string {
+// profileOf prefixes a moderator's answer about a partner with its name.
+func profilePrefix(name string, partner bool) string {
+	if !partner {
+		return ""
+	}
+	return "**" + literal(name) + "** : "
+}
+
+func textCapacity(name string, partner bool, limit, used, waitlisted int, overload bool) string {
 	max := "sans limite"
 	if limit > 0 {
 		max = fmt.Sprintf("%d", limit)
 	}
-	s := fmt.Sprintf("Agents avec accès : **%d** (maximum : %s). En liste d'attente : %d.", used, max, waitlisted)
+	s := profilePrefix(name, partner) + fmt.Sprintf("Agents avec accès : **%d** (maximum : %s). En liste d'attente : %d.", used, max, waitlisted)
 	if overload {
 		s += " Le mode surcharge est actif : les nouvelles validations vont en liste d'attente."
 	}
 	return s
 }
 
-func textCapacitySet(limit, used int) string {
+func textCapacitySet(name string, partner bool, limit, used int) string {
 	if limit == 0 {
-		return fmt.Sprintf("Capacité : sans limite (%s avec accès).", plural(used, "agent", "agents"))
+		return profilePrefix(name, partner) + fmt.Sprintf("Capacité : sans limite (%s avec accès).", plural(used, "agent", "agents"))
 	}
-	return fmt.Sprintf("Capacité fixée à %s (%d avec accès).", plural(limit, "agent", "agents"), used)
+	return profilePrefix(name, partner) + fmt.Sprintf("Capacité fixée à %s (%d avec accès).", plural(limit, "agent", "agents"), used)
+}
+
+func textUnknownPartner(arg string, ids []string) string {
+	if len(ids) == 0 {
+		return fmt.Sprintf("Aucun partenaire n'est configuré : %s ne désigne rien.", echoed(arg))
+	}
+	var known []string
+	for _, id := range ids {
+		known = append(known, code(id))
+	}
+	return fmt.Sprintf("Je ne connais pas le partenaire %s. Partenaires : %s.", echoed(arg), strings.Join(known, ", "))
+}
+
+func textInfoPartner(name, pid string) string {
+	return fmt.Sprintf("Partenaire : **%s** (%s) : ses questions passent par la clé et les limites de ce partenaire.", literal(name), code(pid))
+}
+
+func textStatsOf(name string) string {
+	return fmt.Sprintf("Chiffres du jour du partenaire **%s** :", literal(name))
+}
+
+const textNoPartners = "Aucune administration partenaire n'est configurée (section `partners` de la configuration)."
+
+// partnerState is what holds a profile's questions back.
+type partnerState struct {
+	paused  bool
+	reason  albert.Class
+	until   time.Time
+	breaker bool
+}
+
+// partnerRow is one partner in !partenaires.
+type partnerRow struct {
+	id, name     string
+	counts       map[approvals.Status]int
+	limit        int
+	today, month store.Stats
+	budget       *float64 // euros left, nil: unlimited
+	budgetKnown  bool
+	expires      time.Time
+	state        partnerState
+}
+
+// stateText says whether a partner's agents are answered.
+func stateText(st partnerState, now time.Time, loc *time.Location) string {
+	switch {
+	case st.paused && st.reason == albert.ClassDailyLimit:
+		return "⏸️ en pause " + untilText(st.until, now, loc) + " (limite quotidienne)"
+	case st.paused:
+		return "⏸️ en pause (budget épuisé)"
+	case st.breaker:
+		return "⚠️ ralenti (Albert refuse en série)"
+	}
+	return "✅ actif"
+}
+
+func textPartnerTrouble(name, pid string, st partnerState, now time.Time, loc *time.Location) string {
+	return fmt.Sprintf("Partenaire **%s** (%s) : %s.", literal(name), code(pid), stateText(st, now, loc))
+}
+
+// thousands writes n with French thousands separators (narrow no-break
+// spaces): 1 234 567.
+func thousands(n int) string {
+	digits := strconv.Itoa(n)
+	neg := strings.HasPrefix(digits, "-")
+	digits = strings.TrimPrefix(digits, "-")
+	var out []string
+	for len(digits) > 3 {
+		out = append([]string{digits[len(digits)-3:]}, out...)
+		digits = digits[:len(digits)-3]
+	}
+	out = append([]string{digits}, out...)
+	s := strings.Join(out, "\u202f")
+	if neg {
+		s = "-" + s
+	}
+	return s
+}
+
+// euros writes an amount in euros the French way.
+func euros(v float64) string {
+	return strings.Replace(strconv.FormatFloat(v, 'f', 2, 64), ".", ",", 1) + " €"
+}
+
+func textPartners(rows []partnerRow, now time.Time, loc *time.Location) string {
+	var b strings.Builder
+	b.WriteString("Administrations partenaires :\n")
+	for _, r := range rows {
+		active := r.counts[approvals.StatusApproved] + r.counts[approvals.StatusActive]
+		fmt.Fprintf(&b, "\n**%s** (%s) : %s\n", literal(r.name), code(r.id), stateText(r.state, now, loc))
+		max := ""
+		if r.limit > 0 {
+			max = fmt.Sprintf(" (maximum %d)", r.limit)
+		}
+		fmt.Fprintf(&b, "- agents : %d avec accès%s, %d en liste d'attente, %d demandes en attente\n",
+			active, max, r.counts[approvals.StatusWaitlisted], r.counts[approvals.StatusPending])
+		fmt.Fprintf(&b, "- aujourd'hui : %s, %s tokens, %s\n", plural(r.today.Questions, "question", "questions"),
+			thousands(r.today.PromptTokens+r.today.CompletionTokens), euros(r.today.Cost))
+		fmt.Fprintf(&b, "- ce mois-ci : %s, %s tokens, %s\n", plural(r.month.Questions, "question", "questions"),
+			thousands(r.month.PromptTokens+r.month.CompletionTokens), euros(r.month.Cost))
+		switch {
+		case !r.budgetKnown:
+			b.WriteString("- budget : inconnu (compte Albert pas encore lu)\n")
+		case r.budget == nil:
+			b.WriteString("- budget : illimité\n")
+		default:
+			fmt.Fprintf(&b, "- budget restant : %s\n", euros(*r.budget))
+		}
+		if !r.expires.IsZero() {
+			fmt.Fprintf(&b, "- clé valable jusqu'au %s\n", r.expires.In(loc).Format("02/01/2006"))
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
 }
 
 func statusLabel(s approvals.Status) string {
@@ -443,9 +564,9 @@ func textAlbertError(class albert.Class) string {
 	return "Je n'arrive pas à joindre le service pour le moment. Réessayez dans quelques minutes."
 }
 
-func textOpsIncident(err *albert.Error) string {
-	return fmt.Sprintf("🚨 Incident Albert API : **%s**%s. Les agents reçoivent un message d'excuse ; prochaine alerte à la résolution.",
-		literal(string(err.Class)), statusSuffix(err))
+func textOpsIncident(name string, partner bool, err *albert.Error) string {
+	return fmt.Sprintf("🚨 Incident Albert API%s : **%s**%s. Les agents reçoivent un message d'excuse ; prochaine alerte à la résolution.",
+		keyOwner(name, partner), literal(string(err.Class)), statusSuffix(err))
 }
 
 func statusSuffix(err *albert.Error) string {
@@ -455,8 +576,8 @@ func statusSuffix(err *albert.Error) string {
 	return fmt.Sprintf(" (HTTP %d)", err.Status)
 }
 
-func textOpsResolved(class albert.Class, d time.Duration) string {
-	return fmt.Sprintf("✅ Incident Albert API **%s** résolu après %s.", literal(string(class)), duration(d))
+func textOpsResolved(name string, partner bool, class albert.Class, d time.Duration) string {
+	return fmt.Sprintf("✅ Incident Albert API%s **%s** résolu après %s.", keyOwner(name, partner), literal(string(class)), duration(d))
 }
 
 const textConversationReset = "C'est noté : nous commençons une nouvelle conversation."
@@ -652,10 +773,21 @@ const textSaturated = "Le service est saturé en ce moment : je ne peux pas pren
 
 const textBreakerWait = "⏳ Albert est surchargé en ce moment : votre question partira dès qu'il ira mieux. Inutile de la renvoyer."
 
-const textBreakerOpened = "⚠️ Albert API est surchargé (erreurs 429/503/504 répétées) : je ralentis les appels et préviens les agents qui attendent. " +
-	"Je vous écrirai quand ce sera rétabli."
+func textBreakerOpened(name string, partner bool) string {
+	if partner {
+		return fmt.Sprintf("⚠️ Albert API refuse en série les appels%s (erreurs 429/503/504 répétées) : je ralentis ses appels et préviens ses agents qui attendent ; "+
+			"les autres profils ne sont pas ralentis. Je vous écrirai quand ce sera rétabli.", keyOwner(name, partner))
+	}
+	return "⚠️ Albert API est surchargé (erreurs 429/503/504 répétées) : je ralentis les appels et préviens les agents qui attendent. " +
+		"Je vous écrirai quand ce sera rétabli."
+}
 
-const textBreakerClosed = "✅ Albert API répond de nouveau normalement : les appels reprennent."
+func textBreakerClosed(name string, partner bool) string {
+	if partner {
+		return fmt.Sprintf("✅ Albert API répond de nouveau normalement%s : ses appels reprennent.", keyOwner(name, partner))
+	}
+	return "✅ Albert API répond de nouveau normalement : les appels reprennent."
+}
 
 // durationPrecise is duration with seconds, for short waits.
 func durationPrecise(d time.Duration) string {
@@ -813,7 +945,28 @@ func untilText(until, now time.Time, loc *time.Location) string {
 
 // textKeyPaused is what an agent reads while guichet does not call Albert:
 // the key's daily limit is reached, or its budget is spent.
-func textKeyPaused(class albert.Class, until, now time.Time, loc *time.Location) string {
+// textDefaultProfile names the top-level settings' profile to moderators.
+const textDefaultProfile = "Profil par défaut"
+
+// keyOwner names whose Albert key it is, for moderators: "" for the default
+// profile (the service's own key), " de <partner>" for a partner's.
+func keyOwner(name string, partner bool) string {
+	if !partner {
+		return ""
+	}
+	return " de " + literal(name)
+}
+
+func textKeyPaused(name string, partner bool, class albert.Class, until, now time.Time, loc *time.Location) string {
+	if partner {
+		if class == albert.ClassDailyLimit {
+			return fmt.Sprintf("⏸️ L'accès de votre administration (%s) à l'Assistant IA est en pause %s : "+
+				"le nombre de questions que lui accorde Albert pour la journée est atteint. Vous pourrez reposer votre question à partir de ce moment-là.",
+				literal(name), untilText(until, now, loc))
+		}
+		return fmt.Sprintf("⏸️ L'accès de votre administration (%s) à l'Assistant IA est suspendu pour le moment : son budget est épuisé. "+
+			"L'équipe support est prévenue ; réessayez plus tard.", literal(name))
+	}
 	if class == albert.ClassDailyLimit {
 		return fmt.Sprintf("⏸️ Le service est en pause %s : le nombre de questions que nous accorde Albert pour la journée est atteint. "+
 			"Vous pourrez reposer votre question à partir de ce moment-là.", untilText(until, now, loc))
@@ -823,15 +976,25 @@ func textKeyPaused(class albert.Class, until, now time.Time, loc *time.Location)
 
 // textModsKeyPaused tells the support room, once, that guichet stopped
 // calling Albert and until when.
-func textModsKeyPaused(class albert.Class, until, now time.Time, loc *time.Location) string {
-	if class == albert.ClassDailyLimit {
-		return fmt.Sprintf("⏸️ Albert API refuse nos questions : la limite quotidienne de la clé d'API est atteinte. "+
-			"Je mets le service en pause %s ; les agents qui écrivent d'ici là en sont informés. Je vous préviendrai à la reprise.",
-			untilText(until, now, loc))
+func textModsKeyPaused(name string, partner bool, class albert.Class, until, now time.Time, loc *time.Location) string {
+	who, service := "", "le service"
+	if partner {
+		who, service = keyOwner(name, partner), "l'accès de ses agents"
 	}
-	return "⏸️ Albert API refuse nos questions : le budget de la clé d'API est épuisé. " +
-		"Je mets le service en pause et réessaierai de temps en temps ; les agents qui écrivent en sont informés. " +
-		"Je vous préviendrai à la reprise."
+	if class == albert.ClassDailyLimit {
+		return fmt.Sprintf("⏸️ Albert API refuse nos questions : la limite quotidienne de la clé d'API%s est atteinte. "+
+			"Je mets %s en pause %s ; les agents qui écrivent d'ici là en sont informés. Je vous préviendrai à la reprise.",
+			who, service, untilText(until, now, loc))
+	}
+	return fmt.Sprintf("⏸️ Albert API refuse nos questions : le budget de la clé d'API%s est épuisé. "+
+		"Je mets %s en pause et réessaierai de temps en temps ; les agents qui écrivent en sont informés. "+
+		"Je vous préviendrai à la reprise.", who, service)
+}
+
+// textModsKeyExpires warns moderators that a key expires soon.
+func textModsKeyExpires(name string, partner bool, expires, now time.Time, loc *time.Location) string {
+	return fmt.Sprintf("⏳ La clé d'API Albert%s expire %s (%s) : faites-la renouveler avant, sinon les questions de ses agents seront refusées.",
+		keyOwner(name, partner), untilText(expires, now, loc), expires.In(loc).Format("02/01/2006"))
 }
 
 // textStatsPaused is the line of !stats while the key is paused.
@@ -845,10 +1008,13 @@ func textStatsPaused(class albert.Class, until, now time.Time, loc *time.Locatio
 
 // textModsKeyResumed tells the support room that Albert answers again after
 // a pause.
-func textModsKeyResumed(class albert.Class) string {
+func textModsKeyResumed(name string, partner bool, class albert.Class) string {
 	why := "limite quotidienne"
 	if class == albert.ClassBudget {
 		why = "budget épuisé"
+	}
+	if partner {
+		return fmt.Sprintf("▶️ Albert API accepte de nouveau les questions%s (fin de la pause : %s) : l'accès de ses agents a repris.", keyOwner(name, partner), why)
 	}
 	return fmt.Sprintf("▶️ Albert API accepte de nouveau nos questions (fin de la pause : %s) : le service a repris.", why)
 }

@@ -158,8 +158,25 @@ func TestTextsShowUntrustedValuesLiterally(t *testing.T) {
 		{"textModels", func(s string) string { return textModels([]string{"albert-large", s}, s) }, shown},
 		{"textModelChosen", func(s string) string { return textModelChosen(s) }, shown},
 		{"textModelGone", func(s string) string { return textModelGone(s, "albert-large") }, shown},
-		{"textOpsIncident", func(s string) string { return textOpsIncident(&albert.Error{Class: albert.Class(s), Status: 503}) }, shown},
-		{"textOpsResolved", func(s string) string { return textOpsResolved(albert.Class(s), time.Hour) }, shown},
+		{"textOpsIncident", func(s string) string { return textOpsIncident("", false, &albert.Error{Class: albert.Class(s), Status: 503}) }, shown},
+		{"textOpsResolved", func(s string) string { return textOpsResolved("", false, albert.Class(s), time.Hour) }, shown},
+
+		// A partner's name (configuration) and what Albert says of documents.
+		{"textOpsIncident/partner", func(s string) string { return textOpsIncident(s, true, &albert.Error{Class: albert.ClassBusy, Status: 503}) }, shown},
+		{"textKeyPaused", func(s string) string { return textKeyPaused(s, true, albert.ClassBudget, textsNow, textsNow, time.UTC) }, shown},
+		{"textModsKeyPaused", func(s string) string { return textModsKeyPaused(s, true, albert.ClassBudget, textsNow, textsNow, time.UTC) }, shown},
+		{"textModsKeyResumed", func(s string) string { return textModsKeyResumed(s, true, albert.ClassBudget) }, shown},
+		{"textBreakerOpened", func(s string) string { return textBreakerOpened(s, true) }, shown},
+		{"textInfoPartner", func(s string) string { return textInfoPartner(s, "justice") }, shown},
+		{"textPartners", func(s string) string {
+			return textPartners([]partnerRow{{id: "justice", name: s}}, textsNow, time.UTC)
+		}, shown},
+		{"textSourcesDetail", func(s string) string {
+			return textSourcesDetail([]conversation.Source{{N: 1, Document: s, Collection: "c", Content: "extrait"}})
+		}, shown},
+		{"textCollections", func(s string) string {
+			return textCollections([]conversation.Offered{{Collection: albert.Collection{ID: 3, Name: s}, Known: true}})
+		}, shown},
 		{"textStats", func(s string) string {
 			return textStats(store.Stats{ErrorsByClass: map[string]int{s: 2}}, ratelimit.GateStats{}, ratelimit.BreakerClosed, false, 0, 0)
 		}, shown},

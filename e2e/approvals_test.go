@@ -100,7 +100,7 @@ func TestModeratorMistakesGetPreciseAnswers(t *testing.T) {
 		{"!capacity -3", "Usage"},
 		{"!frobnicate", "Je ne connais pas la commande `!frobnicate`"},
 		{"!help", "!approve @agent"},
-		{"!aide", "!capacity [N]"},
+		{"!aide", "!capacity [partenaire] [N]"},
 	}
 	for _, c := range cases {
 		mustContain(t, command(t, w, mod, c.cmd), c.want)

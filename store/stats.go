@@ -13,20 +13,29 @@ type Stats struct {
 	Questions        int
 	PromptTokens     int
 	CompletionTokens int
-	ErrorsByClass    map[string]int
+	// Cost is what Albert charged for the chat calls, in euros.
+	Cost          float64
+	ErrorsByClass map[string]int
 	LatencyP50       time.Duration
 	LatencyP95       time.Duration
 }
 
-// StatsSince reads the ledger since a time.
-func (s *Store) StatsSince(ctx context.Context, since time.Time) (Stats, error) {
+// AllPartners, given to StatsSince, sums every profile.
+const AllPartners = "*"
+
+// StatsSince reads the chat calls of the ledger since a time, of one
+// profile (partner id, "" for the default profile) or of AllPartners.
+func (s *Store) StatsSince(ctx context.Context, since time.Time, partner string) (Stats, error) {
 	st := Stats{ErrorsByClass: map[string]int{}}
-	err := s.db.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
-		FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`, ms(since)).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens)
+	// $2 is always bound, so that the statements stay the same (and
+	// prepared) whatever the profile.
+	const of = ` AND ($2 = '*' OR partner = $2)`
+	err := s.db.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0)
+		FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`+of, ms(since), partner).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens, &st.Cost)
 	if err != nil {
 		return st, fmt.Errorf("failed to sum usage: %w", err)
 	}
-	rows, err := s.db.Query(ctx, `SELECT outcome, COUNT(*) FROM usage_ledger WHERE at >= $1 AND outcome <> 'ok' AND endpoint='chat' GROUP BY outcome`, ms(since))
+	rows, err := s.db.Query(ctx, `SELECT outcome, COUNT(*) FROM usage_ledger WHERE at >= $1 AND outcome <> 'ok' AND endpoint='chat'`+of+` GROUP BY outcome`, ms(since), partner)
 	if err != nil {
 		return st, err
 	}
@@ -40,7 +49,7 @@ func (s *Store) StatsSince(ctx context.Context, since time.Time) (Stats, error) 
 		st.ErrorsByClass[class] = n
 	}
 	rows.Close()
-	lat, err := s.db.Query(ctx, `SELECT latency_ms FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`, ms(since))
+	lat, err := s.db.Query(ctx, `SELECT latency_ms FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`+of, ms(since), partner)
 	if err != nil {
 		return st, err
 	}
