@@ -153,11 +153,11 @@ type Bot struct {
 	approvals *approvals.Service
 	// profiles are the default profile, then the partners': each question
 	// is answered with its agent's (see profileOf).
-	profiles  []*profile
-	log       zerolog.Logger
-	now       func() time.Time
-	metrics   Metrics
-	hooks     HookSender
+	profiles []*profile
+	log      zerolog.Logger
+	now      func() time.Time
+	metrics  Metrics
+	hooks    HookSender
 
 	loc         *time.Location
 	opsRoom     id.RoomID

@@ -71,7 +71,9 @@ func (noMetrics) SyncFailed(time.Time)           {}
 // BreakerOpen tells whether the default profile's overload breaker holds
 // questions back (open, or letting one probe through), for the metrics read
 // at scrape time.
-func (b *Bot) BreakerOpen() bool { return b.defaultProfile().breaker.State() != ratelimit.BreakerClosed }
+func (b *Bot) BreakerOpen() bool {
+	return b.defaultProfile().breaker.State() != ratelimit.BreakerClosed
+}
 
 // reportQuestion counts a question that reached question(): its outcome, or
 // a failure. One given back because guichet stops is not counted (it is

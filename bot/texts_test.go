@@ -158,13 +158,19 @@ func TestTextsShowUntrustedValuesLiterally(t *testing.T) {
 		{"textModels", func(s string) string { return textModels([]string{"albert-large", s}, s) }, shown},
 		{"textModelChosen", func(s string) string { return textModelChosen(s) }, shown},
 		{"textModelGone", func(s string) string { return textModelGone(s, "albert-large") }, shown},
-		{"textOpsIncident", func(s string) string { return textOpsIncident("", false, &albert.Error{Class: albert.Class(s), Status: 503}) }, shown},
+		{"textOpsIncident", func(s string) string {
+			return textOpsIncident("", false, &albert.Error{Class: albert.Class(s), Status: 503})
+		}, shown},
 		{"textOpsResolved", func(s string) string { return textOpsResolved("", false, albert.Class(s), time.Hour) }, shown},
 
 		// A partner's name (configuration) and what Albert says of documents.
-		{"textOpsIncident/partner", func(s string) string { return textOpsIncident(s, true, &albert.Error{Class: albert.ClassBusy, Status: 503}) }, shown},
+		{"textOpsIncident/partner", func(s string) string {
+			return textOpsIncident(s, true, &albert.Error{Class: albert.ClassBusy, Status: 503})
+		}, shown},
 		{"textKeyPaused", func(s string) string { return textKeyPaused(s, true, albert.ClassBudget, textsNow, textsNow, time.UTC) }, shown},
-		{"textModsKeyPaused", func(s string) string { return textModsKeyPaused(s, true, albert.ClassBudget, textsNow, textsNow, time.UTC) }, shown},
+		{"textModsKeyPaused", func(s string) string {
+			return textModsKeyPaused(s, true, albert.ClassBudget, textsNow, textsNow, time.UTC)
+		}, shown},
 		{"textModsKeyResumed", func(s string) string { return textModsKeyResumed(s, true, albert.ClassBudget) }, shown},
 		{"textBreakerOpened", func(s string) string { return textBreakerOpened(s, true) }, shown},
 		{"textInfoPartner", func(s string) string { return textInfoPartner(s, "justice") }, shown},

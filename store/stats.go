@@ -16,8 +16,8 @@ type Stats struct {
 	// Cost is what Albert charged for the chat calls, in euros.
 	Cost          float64
 	ErrorsByClass map[string]int
-	LatencyP50       time.Duration
-	LatencyP95       time.Duration
+	LatencyP50    time.Duration
+	LatencyP95    time.Duration
 }
 
 // AllPartners, given to StatsSince, sums every profile.
