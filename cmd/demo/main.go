@@ -1,7 +1,9 @@
 // Command demo shows guichet at work with nothing but this machine: a local
 // Dendrite, a fake Albert (or the real one when GUICHET_ALBERT_API_KEY is
 // set), the real guichet binary with a generated configuration, and scripted
-// people (an agent, a moderator, a stranger) whose screens are printed.
+// people (agents, a moderator, a stranger) whose screens are printed. With
+// the fake Albert, a partner administration (the Ministère de la Justice)
+// has its own fake Albert and key.
 package main
 
 import (
@@ -24,6 +26,8 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/albert/fakealbert"
+	"guichet/config"
 	"guichet/internal/mxclient"
 	"guichet/internal/testbed"
 )
@@ -39,6 +43,17 @@ func main() {
 }
 
 const step = 30 * time.Second
+
+// The partner of the demo: the Ministère de la Justice, on a fake Albert of
+// its own, with its own key, model and collection.
+const (
+	partnerID         = "justice"
+	partnerName       = "Ministère de la Justice"
+	partnerMatch      = "@*-justice.gouv.fr:*"
+	partnerKey        = "cle-justice-0123"
+	partnerModel      = "openai/gpt-oss-120b"
+	partnerCollection = 150277
+)
 
 func run(binary string, keep bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -67,15 +82,38 @@ func run(binary string, keep bool) error {
 
 	cfg := tb.Config(filepath.Join(dir, "guichet.db"))
 	env := os.Environ()
+	// The testbed always starts a fake Albert; the script uses it (to make
+	// it fail, to check what it received) only when guichet talks to it.
+	s := &script{ctx: ctx, tb: tb, bot: tb.Bot.UserID}
 	if key := os.Getenv("GUICHET_ALBERT_API_KEY"); key != "" {
 		fmt.Println("  GUICHET_ALBERT_API_KEY is set: answers come from the real Albert API.")
+		fmt.Println("  No partner is configured: its part would need a second real key.")
 		cfg.Albert.BaseURL, cfg.Albert.APIKey = "https://albert.api.etalab.gouv.fr/v1", ""
 		if u := os.Getenv("GUICHET_ALBERT_BASE_URL"); u != "" {
 			cfg.Albert.BaseURL = u
 		}
 	} else {
+		s.fake = tb.Albert
 		env = append(env, "GUICHET_ALBERT_API_KEY="+cfg.Albert.APIKey)
 		cfg.Albert.APIKey = ""
+		fmt.Printf("▶ Starting a second fake Albert API, for the partner %q (its own key and model)…\n", partnerName)
+		s.justice = fakealbert.Start()
+		defer s.justice.Close()
+		s.justice.SetAPIKey(partnerKey)
+		// Its answers say whose key and which model served them, so that
+		// the transcript shows it.
+		s.justice.SetReply(func(req fakealbert.Request) string {
+			return strings.Replace(fakealbert.DefaultReply(req), "**Albert** (fake)",
+				"**Albert** (fake, clé du "+partnerName+", modèle "+req.Model+")", 1)
+		})
+		cfg.Partners = []config.Partner{{
+			ID: partnerID, Name: partnerName, Match: []string{partnerMatch},
+			Albert:    config.PartnerAlbert{BaseURL: s.justice.URL, Model: partnerModel},
+			Retrieval: config.PartnerRetrieval{Collections: []int{partnerCollection}},
+			Access:    config.PartnerAccess{AutoApprove: true},
+		}}
+		// Its key goes through the environment too, as in production.
+		env = append(env, config.PartnerKeyEnv(partnerID)+"="+partnerKey)
 	}
 	// Secrets go through the environment, as in production.
 	env = append(env, "GUICHET_MATRIX_PASSWORD="+cfg.Matrix.Password, "GUICHET_MATRIX_PICKLE_KEY="+cfg.Matrix.PickleKey)
@@ -100,7 +138,6 @@ func run(binary string, keep bool) error {
 	}
 	defer guichet.stop()
 
-	s := &script{ctx: ctx, tb: tb, bot: tb.Bot.UserID}
 	if err := s.play(); err != nil {
 		return err
 	}
@@ -112,8 +149,14 @@ func run(binary string, keep bool) error {
 	return nil
 }
 
-func writeConfig(path string, cfg any) error {
-	raw, err := yaml.Marshal(toYAML(cfg))
+func writeConfig(path string, cfg *config.Config) error {
+	out := toYAML(cfg)
+	// The partners are read from the file apart from the rest (their
+	// field is tagged "-"): written under their key, as operators do.
+	if m, ok := out.(map[string]any); ok && len(cfg.Partners) > 0 {
+		m["partners"] = toYAML(cfg.Partners)
+	}
+	raw, err := yaml.Marshal(out)
 	if err != nil {
 		return err
 	}
@@ -136,9 +179,14 @@ func yamlValue(v reflect.Value) any {
 	case reflect.Struct:
 		out := map[string]any{}
 		for i := 0; i < v.NumField(); i++ {
-			if tag := v.Type().Field(i).Tag.Get("mapstructure"); tag != "" {
-				out[tag] = yamlValue(v.Field(i))
+			tag := v.Type().Field(i).Tag.Get("mapstructure")
+			f := v.Field(i)
+			// "-" is not a key of the file; a nil pointer is a key left
+			// out (a partner's limit that keeps the top-level value).
+			if tag == "" || tag == "-" || f.Kind() == reflect.Pointer && f.IsNil() {
+				continue
 			}
+			out[tag] = yamlValue(f)
 		}
 		return out
 	case reflect.Slice:
@@ -237,6 +285,9 @@ type script struct {
 	bot    id.UserID
 	people []*actor
 	rooms  map[id.RoomID]string
+	// fake is the default profile's fake Albert and justice the partner's;
+	// both nil when guichet talks to the real Albert.
+	fake, justice *fakealbert.Server
 }
 
 type actor struct {
@@ -304,6 +355,8 @@ func (s *script) play() error {
 		{"7. Capacité à 1 : Bruno, validé d'une réaction ✅, passe en liste d'attente", func() error { return s.waitlist(mod) }},
 		{"8. David est refusé avec un motif", func() error { return s.reject(mod) }},
 		{"9. La capacité passe à 2 : Bruno sort de la liste d'attente", func() error { return s.raiseCapacity(mod) }},
+		{"10. Élise, du Ministère de la Justice (partenaire), est validée automatiquement et servie sur la clé de son ministère", func() error { return s.partnerAgent() }},
+		{"11. Le budget de la Justice est épuisé : Élise et le support sont prévenus, Alice est toujours servie ; !partenaires", func() error { return s.partnerPaused(mod, alice) }},
 	} {
 		fmt.Printf("\n▶ %s\n", step.title)
 		if err := step.run(); err != nil {
@@ -375,9 +428,9 @@ func (s *script) firstQuestion(alice *actor) error {
 	if _, err := s.expect(alice, "the consent confirmation", replyTo(acc)); err != nil {
 		return err
 	}
-	if s.tb.Albert != nil {
-		s.tb.Albert.SetTokenDelay(50 * time.Millisecond)
-		defer s.tb.Albert.SetTokenDelay(0)
+	if s.fake != nil {
+		s.fake.SetTokenDelay(50 * time.Millisecond)
+		defer s.fake.SetTokenDelay(0)
 	}
 	q, err := s.say(alice, dm, "Comment rédiger une note de synthèse ?")
 	if err != nil {
@@ -388,11 +441,11 @@ func (s *script) firstQuestion(alice *actor) error {
 }
 
 func (s *script) recoveredError(alice *actor) error {
-	if s.tb.Albert == nil {
+	if s.fake == nil {
 		fmt.Println("  (sauté : avec le vrai Albert, on ne provoque pas d'erreur)")
 		return nil
 	}
-	s.tb.Albert.FailNext(1, 503, "Model is busy, retry later.")
+	s.fake.FailNext(1, 503, "Model is busy, retry later.")
 	q, err := s.say(alice, s.dmOf(alice), "Et pour une note de service ?")
 	if err != nil {
 		return err
@@ -404,7 +457,7 @@ func (s *script) recoveredError(alice *actor) error {
 	if !strings.Contains(m.Body, "Voici ma réponse") {
 		return fmt.Errorf("the 503 was not recovered: %q", m.Body)
 	}
-	fmt.Printf("  (Albert a reçu %d appels : le premier a échoué, le second a répondu)\n", s.tb.Albert.Calls()-1)
+	fmt.Printf("  (Albert a reçu %d appels : le premier a échoué, le second a répondu)\n", s.fake.Calls()-1)
 	return nil
 }
 
@@ -415,7 +468,7 @@ func (s *script) recoveredError(alice *actor) error {
 // what it finds is not known in advance: only the replies are awaited.
 func (s *script) sourcedAnswer(alice *actor) error {
 	dm := s.dmOf(alice)
-	fake := s.tb.Albert != nil
+	fake := s.fake != nil
 	reply := func(text string, want ...string) (mxclient.Message, error) {
 		evt, err := s.say(alice, dm, text)
 		if err != nil {
@@ -507,14 +560,15 @@ func (s *script) waitlist(mod *actor) error {
 	if _, err := s.command(mod, "!capacity 1"); err != nil {
 		return err
 	}
-	bruno, err := s.newActor("Bruno (agent)", "bruno.moreau-justice.gouv.fr")
+	// Not of the partner's ministry: he would be approved at once.
+	bruno, err := s.newActor("Bruno (agent)", "bruno.moreau-culture.gouv.fr")
 	if err != nil {
 		return err
 	}
 	if err := s.tb.JoinSupport(s.ctx, bruno.person); err != nil {
 		return err
 	}
-	ask, err := s.say(bruno, s.tb.SupportRoom, "Bonjour, je travaille au greffe et voudrais l'Assistant IA")
+	ask, err := s.say(bruno, s.tb.SupportRoom, "Bonjour, je travaille dans une DRAC et voudrais l'Assistant IA")
 	if err != nil {
 		return err
 	}
@@ -564,6 +618,151 @@ func (s *script) raiseCapacity(mod *actor) error {
 		}
 	}
 	return errors.New("no Bruno")
+}
+
+// skipPartner says why the partner's steps are skipped with the real Albert.
+func (s *script) skipPartner(why string) bool {
+	if s.justice == nil {
+		fmt.Println("  (sauté : " + why + ")")
+		return true
+	}
+	return false
+}
+
+// partnerAgent: an agent of the partner asks in the support room, is
+// approved by the partner's rule at once, accepts the conditions and is
+// answered on the partner's key, model and collection, never on the
+// default key.
+func (s *script) partnerAgent() error {
+	if s.skipPartner("avec le vrai Albert, le partenaire aurait besoin d'une seconde vraie clé, celle de son ministère ;\n" +
+		"   la démo ne le configure qu'avec les faux Albert") {
+		return nil
+	}
+	elise, err := s.newActor("Élise (agente, Justice)", "elise.bernard-justice.gouv.fr")
+	if err != nil {
+		return err
+	}
+	if err := s.tb.JoinSupport(s.ctx, elise.person); err != nil {
+		return err
+	}
+	ask, err := s.say(elise, s.tb.SupportRoom, "Bonjour, je suis greffière et souhaite accéder à l'Assistant IA")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(elise, "the automatic approval", func(m mxclient.Message) bool {
+		return m.InReplyTo == ask && strings.Contains(m.Body, "automatiquement")
+	}); err != nil {
+		return err
+	}
+	welcome, err := s.expect(elise, "the welcome", func(m mxclient.Message) bool {
+		return m.RoomID != s.tb.SupportRoom && strings.Contains(m.Body, "!accepter")
+	})
+	if err != nil {
+		return err
+	}
+	dm := welcome.RoomID
+	s.rooms[dm] = "son message privé avec guichet"
+	acc, err := s.say(elise, dm, "!accepter")
+	if err != nil {
+		return err
+	}
+	if _, err := s.expect(elise, "the consent confirmation", replyTo(acc)); err != nil {
+		return err
+	}
+	defaultCalls := s.fake.Calls()
+	q, err := s.say(elise, dm, "Combien dure le congé de maternité d'une salariée ?")
+	if err != nil {
+		return err
+	}
+	m, err := s.answer(elise, q)
+	if err != nil {
+		return err
+	}
+	if err := lacks(true, "the partner's answer", m.Body, "Voici ma réponse", partnerName, partnerModel); err != nil {
+		return err
+	}
+	reqs := s.justice.Requests()
+	if len(reqs) != 1 || reqs[0].Model != partnerModel || reqs[0].Header.Get("Authorization") != "Bearer "+partnerKey {
+		return fmt.Errorf("the partner's Albert got %d calls (%+v), want one with its key and model", len(reqs), reqs)
+	}
+	if n := s.fake.Calls(); n != defaultCalls {
+		return fmt.Errorf("the default Albert got %d calls for the partner's agent", n-defaultCalls)
+	}
+	searches := s.justice.SearchRequests()
+	if len(searches) != 1 || !reflect.DeepEqual(searches[0].CollectionIDs, []int{partnerCollection}) {
+		return fmt.Errorf("the partner's searches = %+v, want one in its collection %d", searches, partnerCollection)
+	}
+	fmt.Printf("  (le faux Albert de la Justice a reçu l'appel, avec sa clé %s et le modèle %s, et a cherché dans sa collection %d ;\n",
+		partnerKey, partnerModel, partnerCollection)
+	fmt.Println("   le faux Albert par défaut n'a rien reçu)")
+	return nil
+}
+
+// partnerPaused: the partner's key has no budget left. Its agent is told
+// that their administration's access is paused, the support room gets one
+// notice naming the partner, the default profile's agent is still answered,
+// and !partenaires shows the pause.
+func (s *script) partnerPaused(mod, alice *actor) error {
+	if s.skipPartner("pas de partenaire avec le vrai Albert, voir l'étape 10") {
+		return nil
+	}
+	var elise *actor
+	for _, a := range s.people {
+		if strings.HasPrefix(a.name, "Élise") {
+			elise = a
+		}
+	}
+	if elise == nil {
+		return errors.New("no Élise")
+	}
+	fmt.Println("  (le budget de la clé Albert de la Justice est épuisé : son Albert répond 400 « Insufficient budget. »)")
+	s.justice.FailAlways(fakealbert.InsufficientBudget())
+	q, err := s.say(elise, s.dmOf(elise), "Et pour une salariée qui adopte un enfant ?")
+	if err != nil {
+		return err
+	}
+	m, err := s.answer(elise, q)
+	if err != nil {
+		return err
+	}
+	if err := lacks(true, "Élise's answer", m.Body, "votre administration", partnerName); err != nil {
+		return err
+	}
+	notice := func(m mxclient.Message) bool {
+		return m.RoomID == s.tb.SupportRoom && strings.Contains(m.Body, "budget") && strings.Contains(m.Body, partnerName)
+	}
+	if _, err := s.expect(mod, "the notice naming the partner", notice); err != nil {
+		return err
+	}
+	start := time.Now()
+	q, err = s.say(alice, s.dmOf(alice), "Et à partir du troisième enfant ?")
+	if err != nil {
+		return err
+	}
+	if m, err = s.answer(alice, q); err != nil {
+		return err
+	}
+	if err := lacks(true, "Alice's answer", m.Body, "Voici ma réponse"); err != nil {
+		return err
+	}
+	fmt.Printf("  (Alice, du profil par défaut, a sa réponse en %.1f s : la pause de la Justice ne la ralentit pas)\n", time.Since(start).Seconds())
+	list, err := s.command(mod, "!partenaires")
+	if err != nil {
+		return err
+	}
+	if err := lacks(true, "!partenaires", list.Body, partnerName, partnerID, "en pause", "1 avec accès"); err != nil {
+		return err
+	}
+	n := 0
+	for _, m := range mod.person.Messages() {
+		if m.Sender == s.bot && notice(m) && !strings.Contains(m.Body, "Administrations partenaires") {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("%d notices about the partner's budget in the support room, want 1", n)
+	}
+	return nil
 }
 
 func (s *script) printTranscripts() {
