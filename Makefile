@@ -9,7 +9,7 @@ JSAGENT     := e2e/jsagent
 GOFLAGS_ALL := -tags $(TAGS)
 export CGO_ENABLED := 1
 
-.PHONY: all build run demo test unit vet bench dendrite jsdeps clean
+.PHONY: all build run demo test test-e2e unit vet bench dendrite jsdeps clean
 
 all: build
 
@@ -24,8 +24,21 @@ demo: build dendrite
 	$(GO) build $(GOFLAGS_ALL) -o bin/demo ./cmd/demo
 	./bin/demo -guichet bin/guichet
 
+# Everything on SQLite, then the packages that own SQL and the end-to-end
+# skeleton, restart and crash tests again on a PostgreSQL server the tests
+# start themselves (GUICHET_TEST_DATABASE=postgres make test-e2e runs the
+# whole end-to-end suite on it).
+PG_PACKAGES := ./store ./approvals ./ratelimit ./conversation
+PG_E2E      := TestAnnounceIsAcknowledged|TestApproveAcceptAndAsk|TestRestartLosesAndRepeatsNothing|TestSendRepeatedAfterCrashIsDeliveredOnce|TestCrashLoop|TestPartnerProfile|TestAnswerWithSources
+
 test: vet dendrite jsdeps
 	GUICHET_E2E=1 GUICHET_DENDRITE_BIN=$(DENDRITE_BIN) $(GO) test $(GOFLAGS_ALL) -race -count=1 ./...
+	GUICHET_TEST_DATABASE=postgres $(GO) test $(GOFLAGS_ALL) -race -count=1 $(PG_PACKAGES)
+	GUICHET_TEST_DATABASE=postgres GUICHET_E2E=1 GUICHET_DENDRITE_BIN=$(DENDRITE_BIN) $(GO) test $(GOFLAGS_ALL) -race -count=1 -run '^($(PG_E2E))$$' ./e2e
+
+# The whole end-to-end suite, on the database GUICHET_TEST_DATABASE names.
+test-e2e: dendrite jsdeps
+	GUICHET_E2E=1 GUICHET_DENDRITE_BIN=$(DENDRITE_BIN) $(GO) test $(GOFLAGS_ALL) -race -count=1 ./e2e
 
 # Unit tests only: every package except those that start a homeserver or
 # Node.js (listed in NEEDS_HS; each skips itself without them anyway).

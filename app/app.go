@@ -56,7 +56,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 	if now == nil {
 		now = time.Now
 	}
-	db, err := store.Open(cfg.Database.URI)
+	db, err := store.OpenDatabase(cfg.Database.Type, cfg.Database.URI, cfg.Database.MaxOpenConns, cfg.Database.MaxIdleConns)
 	if err != nil {
 		return nil, err
 	}

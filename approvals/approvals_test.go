@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/testdb"
 	"guichet/approvals"
 	"guichet/internal/fakeclock"
 	"guichet/store"
@@ -45,11 +45,7 @@ type env struct {
 
 func newEnv(t *testing.T, rules approvals.Rules) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "guichet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := testdb.Open(t)
 	st := store.New(db, zerolog.Nop())
 	ctx := context.Background()
 	if err := st.Upgrade(ctx); err != nil {

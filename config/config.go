@@ -174,7 +174,14 @@ type Privacy struct {
 
 // Database is where guichet keeps its state, the Matrix state and the E2EE keys.
 type Database struct {
+	// Type is "sqlite3-fk-wal" (one file) or "postgres".
+	Type string `mapstructure:"type"`
+	// URI is the SQLite file's path, or a postgres:// URI.
 	URI string `mapstructure:"uri"`
+	// MaxOpenConns bounds the pool (0: 4 for SQLite, 10 for PostgreSQL);
+	// MaxIdleConns the connections kept open between uses (0: 2).
+	MaxOpenConns int `mapstructure:"max_open_conns"`
+	MaxIdleConns int `mapstructure:"max_idle_conns"`
 }
 
 // Policy is the data-processing policy agents accept.
@@ -249,7 +256,10 @@ var defaults = map[string]any{
 	"limits.breaker.failures":             5,
 	"limits.breaker.open_for":             "30s",
 	"limits.breaker.max_wait":             "2m",
+	"database.type":                       "sqlite3-fk-wal",
 	"database.uri":                        "guichet.db",
+	"database.max_open_conns":             0,
+	"database.max_idle_conns":             0,
 	"policy.url":                          "",
 	"policy.version":                      "",
 	"log.level":                           "info",
@@ -560,6 +570,21 @@ func (c *Config) Validate() error {
 		bad("retrieval.timeout", "a duration of at least 100ms, e.g. 10s")
 	}
 	c.validatePartners(bad)
+	switch c.Database.Type {
+	case "sqlite3-fk-wal":
+		if c.Database.URI == "" || strings.HasPrefix(c.Database.URI, "postgres://") || strings.HasPrefix(c.Database.URI, "postgresql://") {
+			bad("database.uri", "the SQLite file's path, e.g. /var/lib/guichet/guichet.db (set database.type: postgres for a PostgreSQL URI)")
+		}
+	case "postgres":
+		if !strings.HasPrefix(c.Database.URI, "postgres://") && !strings.HasPrefix(c.Database.URI, "postgresql://") {
+			bad("database.uri", "a postgres:// URI, e.g. postgres://guichet@db.example/guichet?sslmode=verify-full (better through GUICHET_DATABASE_URI)")
+		}
+	default:
+		bad("database.type", fmt.Sprintf("sqlite3-fk-wal or postgres, got %q", c.Database.Type))
+	}
+	if c.Database.MaxOpenConns < 0 || c.Database.MaxIdleConns < 0 {
+		bad("database.max_open_conns", "0 (the default of the database type) or a positive number of connections")
+	}
 	if c.Privacy.Retention < time.Hour {
 		bad("privacy.retention", "a duration of at least 1h, e.g. 720h (30 days)")
 	}
@@ -606,9 +631,6 @@ func (c *Config) Validate() error {
 			bad("limits.exempt", fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
 			break
 		}
-	}
-	if c.Database.URI == "" {
-		bad("database.uri", "a SQLite file path, e.g. guichet.db")
 	}
 	if !isHTTPURL(c.Policy.URL) {
 		bad("policy.url", "required, the http(s) address of the data-processing policy")

@@ -574,6 +574,11 @@ func TestValidationProblems(t *testing.T) {
 		{name: "breaker max wait 1s", env: map[string]string{"GUICHET_LIMITS_BREAKER_MAX_WAIT": "1s"}, want: nil},
 
 		{name: "database uri empty", env: map[string]string{"GUICHET_DATABASE_URI": ""}, want: []string{"database.uri"}},
+		{name: "database type unknown", env: map[string]string{"GUICHET_DATABASE_TYPE": "mysql"}, want: []string{"database.type"}},
+		{name: "postgres without a URI", env: map[string]string{"GUICHET_DATABASE_TYPE": "postgres"}, want: []string{"database.uri"}},
+		{name: "postgres URI on sqlite", env: map[string]string{"GUICHET_DATABASE_URI": "postgres://guichet@db/guichet"}, want: []string{"database.uri"}},
+		{name: "postgres", env: map[string]string{"GUICHET_DATABASE_TYPE": "postgres", "GUICHET_DATABASE_URI": "postgres://guichet@db/guichet?sslmode=disable"}, want: nil},
+		{name: "negative pool", env: map[string]string{"GUICHET_DATABASE_MAX_OPEN_CONNS": "-1"}, want: []string{"database.max_open_conns"}},
 		{name: "policy url relative", env: map[string]string{"GUICHET_POLICY_URL": "/politique"}, want: []string{"policy.url"}},
 		{name: "policy version empty", env: map[string]string{"GUICHET_POLICY_VERSION": ""}, want: []string{"policy.version"}},
 		{name: "log level", env: map[string]string{"GUICHET_LOG_LEVEL": "verbose"}, want: []string{"log.level"}},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/testdb"
 	"guichet/albert"
 	"guichet/conversation"
 	"guichet/internal/fakeclock"
@@ -122,11 +122,7 @@ var baseConfig = conversation.Config{
 
 func newEnv(t *testing.T, cfg conversation.Config) *env {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "guichet.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := testdb.Open(t)
 	st := store.New(db, zerolog.Nop())
 	ctx := context.Background()
 	if err := st.Upgrade(ctx); err != nil {

@@ -251,8 +251,8 @@ func (l crashLoop) run(tb testing.TB) crashFigures {
 		}
 		user := a.p.UserID().String()
 		// The barrier question counts too.
-		f.Counted += dbCount(tb, w.cfg.Database.URI, `SELECT messages FROM limit_state WHERE user_id=?`, user) - 1
-		f.Charged += dbCount(tb, w.cfg.Database.URI, `SELECT COUNT(*) FROM usage_ledger WHERE user_id=? AND outcome='ok'`, user) - 1
+		f.Counted += dbCount(tb, w.cfg.Database, `SELECT messages FROM limit_state WHERE user_id=$1`, user) - 1
+		f.Charged += dbCount(tb, w.cfg.Database, `SELECT COUNT(*) FROM usage_ledger WHERE user_id=$1 AND outcome='ok'`, user) - 1
 	}
 	for i, p := range newcomers {
 		welcomes := count(p, from(bot), contains("!accepter"))

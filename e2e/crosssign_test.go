@@ -19,6 +19,7 @@ import (
 
 	"guichet/internal/jsagent"
 	"guichet/internal/testbed"
+	"guichet/internal/testdb"
 )
 
 // guichet cross-signs its own device at its first start with a password, so
@@ -219,8 +220,12 @@ func TestCrossSigningRecoveredWithRecoveryKey(t *testing.T) {
 	if err := os.Rename(keyFile, safe); err != nil {
 		t.Fatal(err)
 	}
+	// The database is lost: a new one, empty.
+	if testdb.Postgres() {
+		w.cfg.Database.Type, w.cfg.Database.URI = testdb.New(t, "")
+	}
 	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(w.cfg.Database.URI + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := os.Remove(w.cfg.Database.URI + suffix); err != nil && !errors.Is(err, fs.ErrNotExist) && !testdb.Postgres() {
 			t.Fatal(err)
 		}
 	}

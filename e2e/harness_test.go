@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"go.mau.fi/util/dbutil"
+	"guichet/store"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +27,7 @@ import (
 	"guichet/internal/dendrite"
 	"guichet/internal/mxclient"
 	"guichet/internal/testbed"
+	"guichet/internal/testdb"
 )
 
 // wait is how long a test waits for something a person should see.
@@ -87,6 +90,8 @@ func newWorld(t testing.TB) *world {
 	}
 	w.tb = tb
 	w.cfg = tb.Config(filepath.Join(w.dir, "guichet.db"))
+	// GUICHET_TEST_DATABASE=postgres: guichet on a PostgreSQL database.
+	w.cfg.Database.Type, w.cfg.Database.URI = testdb.New(t, w.cfg.Database.URI)
 	t.Cleanup(func() {
 		w.stopGuichet()
 		tb.Close()
@@ -256,4 +261,15 @@ func msgType(t event.MessageType) cond {
 func encrypted() cond { return func(m mxclient.Message) bool { return m.Encrypted } }
 func mentions(user id.UserID) cond {
 	return func(m mxclient.Message) bool { return slices.Contains(m.Mentions, user) }
+}
+
+// openDB opens guichet's database as an operator would (SQLite file or
+// PostgreSQL), for a test to read or change it while guichet is stopped.
+func openDB(t testing.TB, cfg config.Database) *dbutil.Database {
+	t.Helper()
+	db, err := store.OpenDatabase(cfg.Type, cfg.URI, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

@@ -83,7 +83,7 @@ func (k *lateKey) share(t *testing.T, w *world, device id.DeviceID) {
 func waitRecorded(t *testing.T, w *world, evt id.EventID) {
 	t.Helper()
 	for deadline := time.Now().Add(wait); ; {
-		if dbCount(t, w.cfg.Database.URI, `SELECT COUNT(*) FROM inbox WHERE event_id=? AND waiting_session<>''`, evt.String()) == 1 {
+		if dbCount(t, w.cfg.Database, `SELECT COUNT(*) FROM inbox WHERE event_id=$1 AND waiting_session<>''`, evt.String()) == 1 {
 			return
 		}
 		if time.Now().After(deadline) {

@@ -60,7 +60,7 @@ func TestLongAnswerIsSplitAndDelivered(t *testing.T) {
 	w.tb.Albert.SetReply(nil)
 	w.tb.Albert.SetLatency(0)
 	ask(t, w, alice, dm, "Et en bref ?")
-	if n := dbCount(t, w.cfg.Database.URI, `SELECT COUNT(*) FROM outbox WHERE given_up_at IS NOT NULL`); n != 0 {
+	if n := dbCount(t, w.cfg.Database, `SELECT COUNT(*) FROM outbox WHERE given_up_at IS NOT NULL`); n != 0 {
 		t.Errorf("%d messages given up", n)
 	}
 	continuations := count(alice, from(bot), replyTo(placeholder.EventID), func(m mxclient.Message) bool { return m.ReplaceOf == "" })

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"guichet/internal/testdb"
 )
 
 // An agent who deletes (redacts) a question with personal data removes it at
@@ -48,6 +50,9 @@ func TestRedactedQuestionLeavesContextAndFiles(t *testing.T) {
 	}
 	if len(last.Messages) != 2 {
 		t.Errorf("the follow-up carried %d messages, want the system prompt and the question only", len(last.Messages))
+	}
+	if testdb.Postgres() {
+		return // the bytes in PostgreSQL's files are its VACUUM's business
 	}
 	var files []byte
 	for _, p := range []string{w.cfg.Database.URI, w.cfg.Database.URI + "-wal"} {

@@ -11,7 +11,6 @@ import (
 	"guichet/internal/jsagent"
 	"guichet/internal/mxclient"
 	"guichet/internal/testbed"
-	"guichet/store"
 )
 
 // searchesSince returns the searches the fake received after the first n.
@@ -111,10 +110,7 @@ func TestAnswerWithSources(t *testing.T) {
 // file as an operator would.
 func ledger(t *testing.T, w *world) map[string]int {
 	t.Helper()
-	db, err := store.Open(w.cfg.Database.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openDB(t, w.cfg.Database)
 	defer db.Close()
 	rows, err := db.Query(w.ctx(), `SELECT endpoint, COUNT(*) FROM usage_ledger GROUP BY endpoint`)
 	if err != nil {

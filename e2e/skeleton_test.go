@@ -1,7 +1,7 @@
 package e2e
 
 import (
-	"database/sql"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -228,11 +228,8 @@ func TestSendRepeatedAfterCrashIsDeliveredOnce(t *testing.T) {
 	w.stopGuichet()
 
 	// What a crash just after the send leaves behind: the message still unsent.
-	db, err := sql.Open("sqlite3", "file:"+w.cfg.Database.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := db.Exec(`UPDATE outbox SET sent_at=NULL, event_id='' WHERE reply_to=?`, acc.String())
+	db := openDB(t, w.cfg.Database)
+	res, err := db.Exec(context.Background(), `UPDATE outbox SET sent_at=NULL, event_id='' WHERE reply_to=$1`, acc.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 package e2e
 
 import (
-	"database/sql"
+	"context"
+	"guichet/config"
 	"strings"
 	"testing"
 	"time"
@@ -37,15 +38,12 @@ func shownText(p viewer, msg mxclient.Message) string {
 }
 
 // dbCount runs a counting query on guichet's database (stopped or running).
-func dbCount(t testing.TB, path, query string, args ...any) int {
+func dbCount(t testing.TB, cfg config.Database, query string, args ...any) int {
 	t.Helper()
-	db, err := sql.Open("sqlite3", "file:"+path+"?mode=ro")
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := openDB(t, cfg)
 	defer db.Close()
 	var n int
-	if err := db.QueryRow(query, args...).Scan(&n); err != nil {
+	if err := db.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", query, err)
 	}
 	return n
@@ -83,15 +81,15 @@ func TestStreamStoppedWhileGrowingIsContinued(t *testing.T) {
 		return m.ReplaceOf == placeholder.EventID && strings.Contains(m.Body, "Bonne journée !") && !strings.HasSuffix(m.Body, "…")
 	})
 	// Barrier: one more exchange, then count.
-	ask(t, w, alice, dm, "Et ensuite ?")
+	ask(t, w, alice, dm, "Et ensuite $1")
 	if got := answers(alice, bot, q); len(got) != 1 {
 		t.Errorf("alice saw %d answers to one question, want 1", len(got))
 	}
-	db := w.cfg.Database.URI
-	if n := dbCount(t, db, `SELECT messages FROM limit_state WHERE user_id=?`, alice.UserID().String()); n != 2 {
+	db := w.cfg.Database
+	if n := dbCount(t, db, `SELECT messages FROM limit_state WHERE user_id=$1`, alice.UserID().String()); n != 2 {
 		t.Errorf("the limits counted %d questions for 2 asked", n)
 	}
-	if n := dbCount(t, db, `SELECT COUNT(*) FROM usage_ledger WHERE user_id=? AND outcome='ok'`, alice.UserID().String()); n != 2 {
+	if n := dbCount(t, db, `SELECT COUNT(*) FROM usage_ledger WHERE user_id=$1 AND outcome='ok'`, alice.UserID().String()); n != 2 {
 		t.Errorf("the usage ledger holds %d answered calls for 2 questions", n)
 	}
 }
@@ -110,11 +108,8 @@ func TestPlaceholderSentBeforeACrashIsFound(t *testing.T) {
 	w.stopGuichet()
 	// What a crash just after the send leaves: the send recorded as
 	// started, its event id unknown.
-	db, err := sql.Open("sqlite3", "file:"+w.cfg.Database.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := db.Exec(`UPDATE question SET placeholder='' WHERE event_id=? AND placeholder_at<>0`, q.String())
+	db := openDB(t, w.cfg.Database)
+	res, err := db.Exec(context.Background(), `UPDATE question SET placeholder='' WHERE event_id=$1 AND placeholder_at<>0`, q.String())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/testdb"
 	"guichet/internal/fakeclock"
 	"guichet/ratelimit"
 	"guichet/store"
@@ -27,11 +28,7 @@ const (
 
 func openStore(t testing.TB, path string) *store.Store {
 	t.Helper()
-	db, err := store.Open(path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := testdb.OpenPath(t, path)
 	st := store.New(db, zerolog.Nop())
 	if err := st.Upgrade(context.Background()); err != nil {
 		t.Fatalf("Upgrade: %v", err)

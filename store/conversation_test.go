@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"guichet/conversation"
+	"guichet/internal/testdb"
 	"guichet/store"
 )
 
@@ -179,6 +180,7 @@ func TestPrefsAndLastExchange(t *testing.T) {
 // under synthetic "<event>:answer" ids: every id becomes an event id, the
 // placeholder moves to its own column, and a reply still finds its turn.
 func TestUpgradeToExchanges(t *testing.T) {
+	testdb.SQLiteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "guichet.db")
 	v6 := fstest.MapFS{}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/ratelimit"
@@ -18,7 +19,8 @@ const (
 	limitStateQuery = `SELECT admitted, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens
 		FROM limit_state WHERE user_id=$1`
 	// The read-modify-write runs in the limiter's transaction, which SQLite
-	// takes as immediate: no other writer can come between.
+	// takes as immediate: no other writer can come between. PostgreSQL
+	// serialises it with limitLockQuery.
 	saveLimitStateQuery = `
 		INSERT INTO limit_state (user_id, admitted, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -32,6 +34,11 @@ const (
 		ON CONFLICT (user_id) DO UPDATE SET messages_per_minute=excluded.messages_per_minute,
 			messages_per_day=excluded.messages_per_day, tokens_per_day=excluded.tokens_per_day, set_at=excluded.set_at`
 	deleteLimitOverrideQuery = `DELETE FROM limit_override WHERE user_id=$1`
+	// limitLockQuery holds, until the transaction ends, a lock on one
+	// agent's counters (PostgreSQL only: its transactions do not exclude
+	// each other as SQLite's immediate ones do, and a row lock cannot cover
+	// the agent's first row, not there yet).
+	limitLockQuery = `SELECT pg_advisory_xact_lock(hashtext('guichet.limit_state:' || $1))`
 )
 
 // LimitState returns user's rate-limit counters, or the zero State for an
@@ -40,6 +47,11 @@ func (s *Store) LimitState(ctx context.Context, user id.UserID) (ratelimit.State
 	var st ratelimit.State
 	var admitted string
 	var refilled int64
+	if s.db.Dialect == dbutil.Postgres {
+		if _, err := s.db.Exec(ctx, limitLockQuery, user); err != nil {
+			return st, fmt.Errorf("failed to lock the limits of %s: %w", user, err)
+		}
+	}
 	err := s.db.QueryRow(ctx, limitStateQuery, user).
 		Scan(&admitted, &st.Bucket, &refilled, &st.Day, &st.Messages, &st.Tokens, &st.WarnedMessages, &st.WarnedTokens)
 	if isNoRows(err) {

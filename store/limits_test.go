@@ -13,6 +13,7 @@ import (
 
 	"go.mau.fi/util/dbutil"
 
+	"guichet/internal/testdb"
 	"guichet/ratelimit"
 	"guichet/store"
 )
@@ -134,6 +135,7 @@ func TestLimitStateInTx(t *testing.T) {
 // TestUpgradeFromV1 opens a database made by the first schema only, as a
 // guichet from before rate limits left it, and upgrades it.
 func TestUpgradeFromV1(t *testing.T) {
+	testdb.SQLiteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "guichet.db")
 	latest, err := os.ReadFile("upgrades/00-latest.sql")
@@ -183,6 +185,7 @@ func TestUpgradeFromV1(t *testing.T) {
 // TestUpgradeToLimitWindow upgrades a v3 database holding an agent's
 // counters: they are kept, with no admissions recorded yet.
 func TestUpgradeToLimitWindow(t *testing.T) {
+	testdb.SQLiteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "guichet.db")
 	v3 := fstest.MapFS{}

@@ -14,6 +14,7 @@ import (
 	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/testdb"
 	"guichet/store"
 )
 
@@ -367,6 +368,7 @@ func TestOutboxDMCreatedAndForget(t *testing.T) {
 // rows keyed the old way: kinds, requests and events come from the keys,
 // a row given up by v4 stays given up, and pending rows are due at once.
 func TestUpgradeToOutboxColumns(t *testing.T) {
+	testdb.SQLiteOnly(t)
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "guichet.db")
 	v4 := fstest.MapFS{}

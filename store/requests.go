@@ -74,6 +74,9 @@ func (s *Store) PendingPage(ctx context.Context, olderThan time.Time, limit int)
 	if err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM access_request WHERE status='pending' AND created_at <= $1`, cutoff).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("failed to count pending requests: %w", err)
 	}
+	if limit < 0 {
+		limit = 1<<31 - 1 // no limit: SQLite reads a negative LIMIT so, PostgreSQL refuses it
+	}
 	rows, err := s.db.Query(ctx, `SELECT `+requestColumns+` FROM access_request WHERE status='pending' AND created_at <= $1 ORDER BY id LIMIT $2`, cutoff, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to list pending requests: %w", err)

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	_ "github.com/lib/pq" // registers the postgres driver
 	"github.com/rs/zerolog"
 	"go.mau.fi/util/dbutil"
 	_ "go.mau.fi/util/dbutil/litestream" // registers the sqlite3-fk-wal driver
@@ -22,6 +24,42 @@ var upgrades embed.FS
 
 // VersionTable is the table that tracks guichet's own migrations.
 const VersionTable = "guichet_version"
+
+// Dialects guichet runs on (config database.type).
+const (
+	// DialectSQLite is one SQLite file with WAL and foreign keys.
+	DialectSQLite = "sqlite3-fk-wal"
+	// DialectPostgres is a PostgreSQL server, through lib/pq.
+	DialectPostgres = "postgres"
+)
+
+// OpenDatabase opens the database of a dialect: a SQLite path (see Open) or a
+// postgres:// URI. maxOpen and maxIdle bound the connection pool; 0 takes
+// the dialect's default (SQLite 4 and 4, PostgreSQL 10 and 2).
+func OpenDatabase(dialect, uri string, maxOpen, maxIdle int) (*dbutil.Database, error) {
+	switch dialect {
+	case DialectSQLite, "sqlite3", "sqlite", "":
+		db, err := Open(uri)
+		if err != nil {
+			return nil, err
+		}
+		if maxOpen > 0 {
+			db.RawDB.SetMaxOpenConns(maxOpen)
+			db.RawDB.SetMaxIdleConns(cmp.Or(maxIdle, maxOpen))
+		}
+		return db, nil
+	case DialectPostgres:
+		db, err := dbutil.NewWithDialect(uri, DialectPostgres)
+		if err != nil {
+			return nil, fmt.Errorf("failed to open the PostgreSQL database: %w", err)
+		}
+		db.RawDB.SetMaxOpenConns(cmp.Or(maxOpen, 10))
+		db.RawDB.SetMaxIdleConns(cmp.Or(maxIdle, 2))
+		db.RawDB.SetConnMaxIdleTime(5 * time.Minute)
+		return db, nil
+	}
+	return nil, fmt.Errorf("unknown database type %q (sqlite3-fk-wal or postgres)", dialect)
+}
 
 // Open opens (or creates) the SQLite file at path with WAL, foreign keys,
 // immediate transactions (so that concurrent writers queue instead of
@@ -72,13 +110,22 @@ func withDefault(uri, key, value string) string {
 // ctx when there is one (see InTx).
 type Store struct {
 	db *dbutil.Database
+	// seq is the column that orders the outbox: SQLite's rowid, a
+	// BIGSERIAL on PostgreSQL.
+	seq string
+	// dueHint makes SQLite use the outbox's partial index (see Due).
+	dueHint string
 }
 
 // New wraps the shared database; call Upgrade before use.
 func New(db *dbutil.Database, log zerolog.Logger) *Store {
 	table := dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
 	child := db.Child(VersionTable, table, dbutil.ZeroLogger(log.With().Str("db_section", "guichet").Logger()))
-	return &Store{db: child}
+	st := &Store{db: child, seq: "rowid", dueHint: "INDEXED BY outbox_due_idx"}
+	if db.Dialect == dbutil.Postgres {
+		st.seq, st.dueHint = "seq", ""
+	}
+	return st
 }
 
 // Upgrade applies pending migrations.

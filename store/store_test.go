@@ -18,6 +18,7 @@ import (
 
 	"guichet/approvals"
 	"guichet/internal/fakeclock"
+	"guichet/internal/testdb"
 	"guichet/store"
 )
 
@@ -39,11 +40,7 @@ func open(t *testing.T) (*store.Store, *dbutil.Database) {
 
 func openPath(t *testing.T, path string) (*store.Store, *dbutil.Database) {
 	t.Helper()
-	db, err := store.Open(path)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := testdb.OpenPath(t, path)
 	st := store.New(db, zerolog.Nop())
 	if err := st.Upgrade(context.Background()); err != nil {
 		t.Fatalf("Upgrade: %v", err)
@@ -103,6 +100,7 @@ func TestOpenAndUpgrade(t *testing.T) {
 }
 
 func TestOpenURIForms(t *testing.T) {
+	testdb.SQLiteOnly(t)
 	dir := t.TempDir()
 	tests := []struct {
 		name string

@@ -3,7 +3,10 @@
 -- per-minute token bucket and today's use. A restart changes nothing.
 CREATE TABLE limit_state (
     user_id         TEXT    PRIMARY KEY,
+-- only: sqlite
     bucket          REAL    NOT NULL CHECK (bucket >= 0), -- questions in the bucket at refilled_at
+-- only: postgres
+    bucket          DOUBLE PRECISION NOT NULL CHECK (bucket >= 0),
     refilled_at     BIGINT  NOT NULL,
     day             TEXT    NOT NULL,                     -- YYYY-MM-DD in limits.timezone
     messages        INTEGER NOT NULL DEFAULT 0 CHECK (messages >= 0),

@@ -30,7 +30,10 @@ ALTER TABLE outbox ADD COLUMN dm_created TEXT NOT NULL DEFAULT '';
 -- Existing rows: the kind is the key's prefix; the request or event comes
 -- from the rest of the key ("notice:$event:0" and "after:$event:0" end with
 -- an index, cut at the last colon).
+-- only: sqlite
 UPDATE outbox SET kind = substr(key, 1, instr(key, ':') - 1) WHERE instr(key, ':') > 1;
+-- only: postgres
+UPDATE outbox SET kind = substr(key, 1, strpos(key, ':') - 1) WHERE strpos(key, ':') > 1;
 UPDATE outbox SET request_id = CAST(substr(key, length(kind) + 2) AS INTEGER)
     WHERE kind IN ('welcome', 'waitlisted', 'rejected', 'revoked');
 UPDATE outbox SET regarding = substr(key, length(kind) + 2)
