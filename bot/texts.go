@@ -414,9 +414,14 @@ func thousands(n int) string {
 	return s
 }
 
-// euros writes an amount in euros the French way.
+// euros writes an amount in euros the French way: cents, or four decimals
+// under one euro so that a day of small calls does not read as free.
 func euros(v float64) string {
-	return strings.Replace(strconv.FormatFloat(v, 'f', 2, 64), ".", ",", 1) + " €"
+	digits := 2
+	if v != 0 && v < 1 && v > -1 {
+		digits = 4
+	}
+	return strings.Replace(strconv.FormatFloat(v, 'f', digits, 64), ".", ",", 1) + " €"
 }
 
 func textPartners(rows []partnerRow, now time.Time, loc *time.Location) string {
@@ -436,6 +441,8 @@ func textPartners(rows []partnerRow, now time.Time, loc *time.Location) string {
 		fmt.Fprintf(&b, "- ce mois-ci : %s, %s tokens, %s\n", plural(r.month.Questions, "question", "questions"),
 			thousands(r.month.PromptTokens+r.month.CompletionTokens), euros(r.month.Cost))
 		switch {
+		case r.state.paused && r.state.reason == albert.ClassBudget:
+			b.WriteString("- budget : épuisé (Albert refuse ses questions)\n")
 		case !r.budgetKnown:
 			b.WriteString("- budget : inconnu (compte Albert pas encore lu)\n")
 		case r.budget == nil:
@@ -949,12 +956,13 @@ func untilText(until, now time.Time, loc *time.Location) string {
 const textDefaultProfile = "Profil par défaut"
 
 // keyOwner names whose Albert key it is, for moderators: "" for the default
-// profile (the service's own key), " de <partner>" for a partner's.
+// profile (the service's own key), " du partenaire « <name> »" for a
+// partner's (a name may or may not take an article: "de Ministère" is wrong).
 func keyOwner(name string, partner bool) string {
 	if !partner {
 		return ""
 	}
-	return " de " + literal(name)
+	return " du partenaire « " + literal(name) + " »"
 }
 
 func textKeyPaused(name string, partner bool, class albert.Class, until, now time.Time, loc *time.Location) string {
