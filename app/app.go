@@ -5,6 +5,7 @@ package app
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"guichet/approvals"
 	"guichet/bot"
 	"guichet/config"
+	"guichet/ha"
 	"guichet/conversation"
 	"guichet/hooks"
 	"guichet/metrics"
@@ -30,8 +32,15 @@ type App struct {
 	Store   *store.Store
 	log     zerolog.Logger
 	metrics *metrics.Server // nil when metrics.listen is empty
+	rec     *metrics.Metrics
+	elector *ha.Elector // nil without ha.enabled
 	close   func() error
 }
+
+// ErrLostLeadership is returned by Run when this process, leader of a hot
+// standby, lost its lock: build a new App (its state is the database's,
+// which another leader may have moved on) to stand by again.
+var ErrLostLeadership = ha.ErrLostLeadership
 
 var (
 	_ bot.Metrics    = (*metrics.Metrics)(nil)
@@ -61,6 +70,14 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		return nil, err
 	}
 	st := store.New(db, log)
+	// Several processes of a hot standby start together: one migrates at a
+	// time (the others then find nothing to do).
+	unlock, err := migrationLock(ctx, cfg, db.RawDB)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	defer unlock()
 	if err := st.Upgrade(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -141,11 +158,21 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		DB: db, Store: st, Approvals: service, Log: log, Now: now, Metrics: botMetrics(rec), Hooks: hookSender,
 		Assistant: parts[0].assistant, Conversations: parts[0].conv, Limiter: limiter, Gate: gate, Partners: partnerDeps(profiles, parts),
 	})
-	a := &App{Bot: b, Store: st, log: log, close: db.Close}
+	a := &App{Bot: b, Store: st, log: log, close: db.Close, rec: rec}
+	if cfg.HA.Enabled {
+		a.elector = ha.New(db.RawDB, ha.Config{Retry: cfg.HA.Retry, OnChange: func(leading bool) {
+			if rec != nil {
+				rec.Leader(leading)
+			}
+		}}, log, now)
+	} else if rec != nil {
+		rec.Leader(true)
+	}
 	if rec != nil {
 		// Bound now: a port already taken is a start-up error.
 		a.metrics, err = metrics.Listen(cfg.Metrics.Listen, rec.Handler(metrics.HealthConfig{
 			DB: st, Ready: b.Ready(), MaxSyncAge: opts.HealthMaxSyncAge, FailingFor: opts.HealthFailingFor, Now: now,
+			Leading: leadingFunc(cfg, rec),
 		}))
 		if err != nil {
 			_ = db.Close()
@@ -187,11 +214,75 @@ func (a *App) Run(ctx context.Context) error {
 		// Served until the bot has stopped, so that health says so.
 		defer func() { stop(); <-served }()
 	}
-	err := a.Bot.Run(ctx)
+	err := a.run(ctx)
 	if cerr := a.close(); cerr != nil && err == nil {
 		err = fmt.Errorf("failed to close database: %w", cerr)
 	}
 	return err
+}
+
+// run runs the bot: at once, or once this process leads the hot standby,
+// until ctx ends or leadership is lost (ErrLostLeadership).
+func (a *App) run(ctx context.Context) error {
+	if a.elector == nil {
+		return a.Bot.Run(ctx)
+	}
+	term, err := a.elector.Acquire(ctx)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while standing by
+		}
+		return err
+	}
+	defer term.Release()
+	a.Bot.SetFence(term)
+	leadCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-term.Context().Done():
+			stop()
+		case <-leadCtx.Done():
+		}
+	}()
+	err = a.Bot.Run(leadCtx)
+	if term.Lost() && ctx.Err() == nil {
+		return ErrLostLeadership
+	}
+	return err
+}
+
+// leadingFunc is what health asks about leadership: nil without a hot
+// standby (always leading).
+func leadingFunc(cfg *config.Config, rec *metrics.Metrics) func() bool {
+	if !cfg.HA.Enabled {
+		return nil
+	}
+	return rec.Leading
+}
+
+// migrationLockKey serialises migrations between the processes of a hot
+// standby (a PostgreSQL advisory lock; "guichetm" in ASCII).
+const migrationLockKey int64 = 0x67756963686574 + 1
+
+// migrationLock holds migrationLockKey on a dedicated connection until the
+// returned function is called (PostgreSQL only; a no-op on SQLite).
+func migrationLock(ctx context.Context, cfg *config.Config, db *sql.DB) (func(), error) {
+	if cfg.Database.Type != store.DialectPostgres {
+		return func() {}, nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to connect to the database: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrationLockKey); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("failed to wait for other guichet processes' migrations: %w", err)
+	}
+	return func() {
+		_, _ = conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1)`, migrationLockKey)
+		_ = conn.Close()
+	}, nil
 }
 
 // profileParts are what one Albert key needs: its client, conversations,

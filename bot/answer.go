@@ -197,6 +197,10 @@ func (s *stream) show(ctx context.Context) bool {
 	} else {
 		content.Parsed = answerContent(display, "", placeholder)
 	}
+	if err := s.b.fenced(ctx); err != nil {
+		log.Warn().Err(err).Msg("Not showing a partial answer")
+		return true
+	}
 	resp, err := s.b.client.SendMessageEvent(ctx, s.room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txn})
 	if err != nil {
 		log.Warn().Err(err).Msg("Failed to show partial answer")

@@ -72,6 +72,30 @@ type Config struct {
 	RecoveryKeyFile string
 }
 
+// Fence says whether this process may still send (ha.Term implements it):
+// with a hot standby, a leader that lost its lock must send nothing more,
+// even what it had already claimed.
+type Fence interface {
+	Check(ctx context.Context) error
+}
+
+// errFenced is returned for a send refused by the fence.
+var errFenced = errors.New("not the leader any more: sending nothing")
+
+// SetFence makes every send check f first; call it before Run.
+func (b *Bot) SetFence(f Fence) { b.fence = f }
+
+// fenced returns errFenced when the fence refuses (nil without a fence).
+func (b *Bot) fenced(ctx context.Context) error {
+	if b.fence == nil {
+		return nil
+	}
+	if err := b.fence.Check(ctx); err != nil {
+		return fmt.Errorf("%w: %v", errFenced, err)
+	}
+	return nil
+}
+
 // Assistant answers questions; albert.Client implements it.
 type Assistant interface {
 	Stream(ctx context.Context, model string, msgs []albert.Message, onDelta func(textSoFar string)) (albert.Answer, error)
@@ -151,6 +175,7 @@ type Bot struct {
 	db        *dbutil.Database
 	store     Store
 	approvals *approvals.Service
+	fence Fence // nil: no hot standby
 	// profiles are the default profile, then the partners': each question
 	// is answered with its agent's (see profileOf).
 	profiles []*profile

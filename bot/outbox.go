@@ -119,8 +119,8 @@ func (b *Bot) deliverPending(ctx context.Context) {
 						done.Add(1)
 						continue
 					}
-					if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-						return // cut by shutdown: not a failure of the message
+					if ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(err, errFenced) {
+						return // cut by shutdown, or no longer the leader: not a failure of the message
 					}
 					gaveUp, ok := b.failed(ctx, m, err)
 					if ok {
@@ -357,6 +357,9 @@ func (b *Bot) deliver(ctx context.Context, m store.Outgoing) error {
 // send sends m to a room its reader can read and records it sent. What it
 // learns on the way (the DM room opened for m) is set on m.
 func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
+	if err := b.fenced(ctx); err != nil {
+		return err
+	}
 	if m.Kind == store.KindHook {
 		return b.sendHook(ctx, m)
 	}

@@ -256,6 +256,9 @@ func (b *Bot) leaveNotDirect(ctx context.Context, room id.RoomID) {
 	content := format.RenderMarkdown(textGroupRoom, true, false)
 	content.MsgType = event.MsgNotice
 	content.Mentions = &event.Mentions{}
+	if err := b.fenced(ctx); err != nil {
+		return
+	}
 	if _, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content,
 		mautrix.ReqSendEvent{TransactionID: txnID("notdm:" + room.String())}); err != nil {
 		log.Err(err).Msg("Failed to explain why guichet leaves")

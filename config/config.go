@@ -41,6 +41,7 @@ type Config struct {
 	Log          Log          `mapstructure:"log"`
 	Metrics      Metrics      `mapstructure:"metrics"`
 	Hooks        Hooks        `mapstructure:"hooks"`
+	HA           HA           `mapstructure:"ha"`
 	// Partners are administrations with their own Albert key, limits and
 	// cap (see Partner); read from the file only, their keys from
 	// PartnerKeyEnv.
@@ -196,6 +197,15 @@ type Log struct {
 	Format string `mapstructure:"format"`
 }
 
+// HA is the hot standby: several guichet processes on one PostgreSQL
+// database, one leader at a time (see package ha).
+type HA struct {
+	// Enabled turns it on (database.type postgres only).
+	Enabled bool `mapstructure:"enabled"`
+	// Retry is how often a standby tries to take over.
+	Retry time.Duration `mapstructure:"retry"`
+}
+
 // Metrics is where operators' monitoring reads guichet.
 type Metrics struct {
 	// Listen is the host:port serving /metrics, /healthz and /readyz
@@ -260,6 +270,8 @@ var defaults = map[string]any{
 	"database.uri":                        "guichet.db",
 	"database.max_open_conns":             0,
 	"database.max_idle_conns":             0,
+	"ha.enabled":                          false,
+	"ha.retry":                            "2s",
 	"policy.url":                          "",
 	"policy.version":                      "",
 	"log.level":                           "info",
@@ -581,6 +593,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("database.type", fmt.Sprintf("sqlite3-fk-wal or postgres, got %q", c.Database.Type))
+	}
+	if c.HA.Enabled && c.Database.Type != "postgres" {
+		bad("ha.enabled", "false with SQLite: a hot standby shares one PostgreSQL database (database.type: postgres)")
+	}
+	if c.HA.Retry < 100*time.Millisecond {
+		bad("ha.retry", "a duration of at least 100ms, e.g. 2s")
 	}
 	if c.Database.MaxOpenConns < 0 || c.Database.MaxIdleConns < 0 {
 		bad("database.max_open_conns", "0 (the default of the database type) or a positive number of connections")

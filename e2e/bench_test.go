@@ -274,16 +274,44 @@ type guichetProcess struct {
 	wall    time.Duration // from exec to the "guichet is ready" line
 	logged  time.Duration // that line's own startup field
 
-	cmd    *exec.Cmd
-	exited chan error
-	once   sync.Once
-	err    error
+	cmd     *exec.Cmd
+	exited  chan error
+	ready   chan time.Duration // the "guichet is ready" line's startup field
+	started time.Time
+	once    sync.Once
+	err     error
 }
 
 // startBinary starts guichet with configPath, its log (JSON lines, from
 // stderr) copied to logPath, and returns once it is ready. It is stopped
 // when tb ends, if not before.
 func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess {
+	tb.Helper()
+	g := launchBinary(tb, bin, configPath, logPath)
+	g.waitReady(tb, wait)
+	return g
+}
+
+// waitReady returns once g logged "guichet is ready", failing tb if it
+// exits or takes longer than d.
+func (g *guichetProcess) waitReady(tb testing.TB, d time.Duration) {
+	tb.Helper()
+	select {
+	case g.logged = <-g.ready:
+		g.wall = time.Since(g.started)
+	case err := <-g.exited:
+		g.once.Do(func() { g.err = err })
+		logTail(tb, "guichet", g.logPath)
+		tb.Fatalf("guichet exited during start-up: %v", err)
+	case <-time.After(d):
+		logTail(tb, "guichet", g.logPath)
+		tb.Fatal("guichet was not ready in time")
+	}
+}
+
+// launchBinary starts guichet like startBinary, without waiting for it to
+// be ready (a hot standby is not).
+func launchBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess {
 	tb.Helper()
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -309,7 +337,7 @@ func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
 	}
-	g := &guichetProcess{pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, exited: make(chan error, 1)}
+	g := &guichetProcess{pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, exited: make(chan error, 1), ready: ready, started: start}
 	go func() {
 		defer close(scanned)
 		defer logFile.Close()
@@ -338,17 +366,6 @@ func startBinary(tb testing.TB, bin, configPath, logPath string) *guichetProcess
 			tb.Errorf("guichet did not stop cleanly: %v", err)
 		}
 	})
-	select {
-	case g.logged = <-ready:
-		g.wall = time.Since(start)
-	case err := <-g.exited:
-		g.once.Do(func() { g.err = err })
-		logTail(tb, "guichet", logPath)
-		tb.Fatalf("guichet exited during start-up: %v", err)
-	case <-time.After(wait):
-		logTail(tb, "guichet", logPath)
-		tb.Fatal("guichet was not ready in time")
-	}
 	return g
 }
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -128,6 +129,9 @@ type Metrics struct {
 	queueWait      prometheus.Histogram
 	givenUp        *prometheus.CounterVec
 	lastSync       prometheus.Gauge
+	leader         prometheus.Gauge
+	leaderChanges  prometheus.Counter
+	leading        atomic.Bool
 
 	mu           sync.Mutex
 	synced       time.Time // last successful sync
@@ -177,6 +181,14 @@ func New(src Sources) *Metrics {
 		Namespace: namespace, Name: "sync_last_success_timestamp_seconds",
 		Help: "Unix time of the last successful sync with the homeserver.",
 	})
+	m.leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "ha_leader",
+		Help: "1 while this process is the leader (always 1 without ha.enabled), 0 while it stands by.",
+	})
+	m.leaderChanges = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: namespace, Name: "ha_leader_changes_total",
+		Help: "Times this process became or stopped being the leader (ha.enabled).",
+	})
 	// Every known label value exists from the start, at zero: rate() and
 	// alerts see a series before its first event.
 	for _, v := range decisions {
@@ -192,11 +204,27 @@ func New(src Sources) *Metrics {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.decisions, m.questions, m.answerDuration, m.firstToken, m.albertErrors, m.tokens,
-		m.queueWait, m.givenUp, m.lastSync,
+		m.queueWait, m.givenUp, m.lastSync, m.leader, m.leaderChanges,
 		newScrapeCollector(src),
 	)
 	return m
 }
+
+// Leader records that this process became the leader (true) or stopped
+// being it; without a hot standby, call it once with true.
+func (m *Metrics) Leader(leading bool) {
+	if m.leading.Swap(leading) != leading {
+		m.leaderChanges.Inc()
+	}
+	if leading {
+		m.leader.Set(1)
+	} else {
+		m.leader.Set(0)
+	}
+}
+
+// Leading reports what Leader last recorded.
+func (m *Metrics) Leading() bool { return m.leading.Load() }
 
 // Registry is the registry /metrics serves.
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }

@@ -121,6 +121,8 @@ func TestRegistryContents(t *testing.T) {
 		{"guichet_outbox_given_up_total", dto.MetricType_COUNTER, []string{"kind"}},
 		{"guichet_sync_last_success_timestamp_seconds", dto.MetricType_GAUGE, nil},
 		{"guichet_scrape_read_errors", dto.MetricType_GAUGE, nil},
+		{"guichet_ha_leader", dto.MetricType_GAUGE, nil},
+		{"guichet_ha_leader_changes_total", dto.MetricType_COUNTER, nil},
 		{"go_goroutines", dto.MetricType_GAUGE, nil},
 		{"process_cpu_seconds_total", dto.MetricType_COUNTER, nil},
 	}

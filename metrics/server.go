@@ -43,6 +43,10 @@ type HealthConfig struct {
 	FailingFor time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Leading, when set, tells whether this process is the leader of a hot
+	// standby: a standby does not sync, so /healthz checks only its
+	// database, and /readyz is 503 ("standby").
+	Leading func() bool
 }
 
 // Handler serves /metrics, /healthz and /readyz.
@@ -88,6 +92,9 @@ func (h *health) healthz(w http.ResponseWriter, r *http.Request) {
 
 // problem says why guichet is not healthy ("" if it is).
 func (h *health) problem(ctx context.Context) string {
+	if h.cfg.Leading != nil && !h.cfg.Leading() {
+		return h.dbProblem(ctx)
+	}
 	now := h.cfg.Now()
 	synced, failingSince := h.m.syncState()
 	if !failingSince.IsZero() && now.Sub(failingSince) >= h.cfg.FailingFor {
@@ -103,6 +110,11 @@ func (h *health) problem(ctx context.Context) string {
 		}
 		return fmt.Sprintf("no successful sync with the homeserver for %s", age.Truncate(time.Second))
 	}
+	return h.dbProblem(ctx)
+}
+
+// dbProblem says why the database is not healthy ("" if it answers).
+func (h *health) dbProblem(ctx context.Context) string {
 	if h.cfg.DB != nil {
 		ctx, cancel := context.WithTimeout(ctx, pingTimeout)
 		defer cancel()
@@ -114,6 +126,10 @@ func (h *health) problem(ctx context.Context) string {
 }
 
 func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Leading != nil && !h.cfg.Leading() {
+		writeStatus(w, http.StatusServiceUnavailable, status{Status: "standby", Reason: "another guichet is the leader"})
+		return
+	}
 	select {
 	case <-h.cfg.Ready:
 		writeStatus(w, http.StatusOK, status{Status: "ready"})

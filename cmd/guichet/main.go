@@ -102,19 +102,29 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	defer stop()
 	ctx = log.WithContext(ctx)
 
-	a, err := app.New(ctx, cfg, log, app.Options{})
-	if err != nil {
-		log.Err(err).Msg("Failed to start")
-		return exitStartup
-	}
-	go func() {
-		select {
-		case <-a.Bot.Ready():
-			log.Info().Dur("startup", time.Since(start)).Msg("guichet is ready")
-		case <-ctx.Done():
+	for {
+		var a *app.App
+		a, err = app.New(ctx, cfg, log, app.Options{})
+		if err != nil {
+			log.Err(err).Msg("Failed to start")
+			return exitStartup
 		}
-	}()
-	err = a.Run(ctx)
+		go func() {
+			select {
+			case <-a.Bot.Ready():
+				log.Info().Dur("startup", time.Since(start)).Msg("guichet is ready")
+			case <-ctx.Done():
+			}
+		}()
+		err = a.Run(ctx)
+		if !errors.Is(err, app.ErrLostLeadership) {
+			break
+		}
+		// Another process took over: stand by again, with everything
+		// read afresh from the database (the new leader moves it on).
+		log.Warn().Msg("Lost the leadership: standing by again")
+		start = time.Now()
+	}
 	switch {
 	case errors.Is(err, bot.ErrExpiredAccount):
 		log.Error().Err(err).Msg("Stopped")
