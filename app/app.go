@@ -301,6 +301,7 @@ func newProfileParts(cfg *config.Config, p config.Profile, st *store.Store, loc 
 		conv: conversation.New(st, assistant, conversation.Config{
 			SystemPrompt:     p.Albert.SystemPrompt,
 			Model:            p.Albert.Model,
+			Models:           p.Albert.Models,
 			MaxContextTokens: p.Albert.MaxContextTokens,
 			IdleReset:        cfg.Conversation.IdleReset,
 			Retrieval: conversation.Retrieval{

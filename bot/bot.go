@@ -244,20 +244,24 @@ func New(cfg Config, deps Deps) *Bot {
 // partners in the configuration may have moved them to a profile with room.
 // They are welcomed, and the support room told.
 func (b *Bot) promoteAtStart(ctx context.Context) {
-	promoted, err := b.approvals.Promote(ctx)
+	// One transaction: promoted and told, or neither (a crash between the
+	// two would leave agents approved that nobody tells).
+	err := b.store.InTx(ctx, func(ctx context.Context) error {
+		promoted, err := b.approvals.Promote(ctx)
+		if err != nil || len(promoted) == 0 {
+			return err
+		}
+		line, err := b.welcomePromoted(ctx, "", promoted)
+		if err != nil {
+			return err
+		}
+		return b.store.Enqueue(ctx, outgoingNotice(fmt.Sprintf("promoted:%d", promoted[0].ID), b.supportRoom, "", strings.TrimSpace(line), b.now()))
+	})
 	if err != nil {
 		b.log.Err(err).Msg("Failed to promote waitlisted agents at start-up")
 		return
 	}
-	if len(promoted) == 0 {
-		return
-	}
-	line, err := b.welcomePromoted(ctx, "", promoted)
-	if err != nil {
-		b.log.Err(err).Msg("Failed to welcome agents promoted at start-up")
-		return
-	}
-	b.tellSupport(ctx, fmt.Sprintf("promoted:%d", promoted[0].ID), strings.TrimSpace(line))
+	b.nudge()
 }
 
 // Ready is closed once the bot has joined the support room and processed its

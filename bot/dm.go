@@ -318,9 +318,9 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		}
 		return r, nil
 	}
-	switch {
-	case len(p.Sources) > 0:
-		r.text += "\n\n" + textSources(conversation.Cited(res.text, p.Sources))
+	switch cited := conversation.Cited(res.text, p.Sources); {
+	case len(cited) > 0:
+		r.text += "\n\n" + textSources(cited)
 	case p.Search != nil && p.Search.Err != nil:
 		r.text += "\n\n" + textSearchFailed
 	}

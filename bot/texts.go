@@ -436,10 +436,11 @@ func textPartners(rows []partnerRow, now time.Time, loc *time.Location) string {
 		}
 		fmt.Fprintf(&b, "- agents : %d avec accès%s, %d en liste d'attente, %d demandes en attente\n",
 			active, max, r.counts[approvals.StatusWaitlisted], r.counts[approvals.StatusPending])
-		fmt.Fprintf(&b, "- aujourd'hui : %s, %s tokens, %s\n", plural(r.today.Questions, "question", "questions"),
-			thousands(r.today.PromptTokens+r.today.CompletionTokens), euros(r.today.Cost))
-		fmt.Fprintf(&b, "- ce mois-ci : %s, %s tokens, %s\n", plural(r.month.Questions, "question", "questions"),
-			thousands(r.month.PromptTokens+r.month.CompletionTokens), euros(r.month.Cost))
+		// Tokens and cost of every call, as the billing report counts them.
+		fmt.Fprintf(&b, "- aujourd'hui : %s, %s tokens facturés, %s\n", plural(r.today.Questions, "question", "questions"),
+			thousands(r.today.BilledTokens), euros(r.today.Cost))
+		fmt.Fprintf(&b, "- ce mois-ci : %s, %s tokens facturés, %s\n", plural(r.month.Questions, "question", "questions"),
+			thousands(r.month.BilledTokens), euros(r.month.Cost))
 		switch {
 		case r.state.paused && r.state.reason == albert.ClassBudget:
 			b.WriteString("- budget : épuisé (Albert refuse ses questions)\n")
@@ -884,6 +885,9 @@ func textStats(st store.Stats, gate ratelimit.GateStats, breaker string, over bo
 			parts[i] = fmt.Sprintf("%s %d", literal(c), st.ErrorsByClass[c])
 		}
 		b.WriteString("- erreurs Albert : " + strings.Join(parts, ", ") + "\n")
+	}
+	if st.Searches > 0 {
+		fmt.Fprintf(&b, "- recherches documentaires : %d, dont %d en échec (réponses sans sources)\n", st.Searches, st.SearchFailures)
 	}
 	fmt.Fprintf(&b, "- file d'attente : %d en cours, %d en attente\n", gate.InFlight, gate.Queued)
 	breakerLabel := map[string]string{ratelimit.BreakerClosed: "fermé (normal)", ratelimit.BreakerOpen: "ouvert (Albert surchargé)", ratelimit.BreakerHalfOpen: "en test"}[breaker]

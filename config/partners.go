@@ -142,7 +142,9 @@ func cmpOr(a, b string) string {
 	return b
 }
 
-var partnerID = regexp.MustCompile(`^[a-z0-9-]+$`)
+// partnerID: lower-case letters, digits and hyphens, at least one letter
+// (an id of digits only would read as a number in "!capacity 75").
+var partnerID = regexp.MustCompile(`^[a-z0-9-]*[a-z][a-z0-9-]*$`)
 
 // PartnerKeyEnv is the environment variable holding a partner's Albert key:
 // GUICHET_PARTNERS_<ID>_ALBERT_API_KEY, the id upper-cased with hyphens as
@@ -232,7 +234,7 @@ func (c *Config) validatePartners(bad func(key, want string)) {
 		}
 		switch {
 		case !partnerID.MatchString(p.ID):
-			bad(key+".id", fmt.Sprintf("required, lower-case letters, digits and hyphens (e.g. justice), got %q", p.ID))
+			bad(key+".id", fmt.Sprintf("required, lower-case letters, digits and hyphens with at least one letter (e.g. justice), got %q", p.ID))
 		case seen[p.ID]:
 			bad(key+".id", "unique: another partner has this id")
 		case p.ID == "default":

@@ -143,6 +143,9 @@ func TestPartnerValidation(t *testing.T) {
 		{"bad id", partner(`
   - {id: "Justice!", name: A, match: ["@*:a"], albert: {api_key: k}}
 `), secretEnv(), []string{"partners.Justice!.id"}},
+		{"id of digits only", partner(`
+  - {id: "75", name: A, match: ["@*:a"], albert: {api_key: k}}
+`), secretEnv(), []string{"partners.75.id"}},
 		{"id default", partner(`
   - {id: default, name: A, match: ["@*:a"], albert: {api_key: k}}
 `), secretEnv(), []string{"partners.default.id"}},

@@ -121,8 +121,11 @@ type Retrieval struct {
 // Config configures a Service.
 type Config struct {
 	SystemPrompt string
-	// Model is the default model id.
-	Model string
+	// Model is the default model id; Models the others agents may choose.
+	// A choice recorded under another profile (an agent moved to a
+	// partner) or no longer offered falls back to Model.
+	Model  string
+	Models []string
 	// MaxContextTokens bounds a prompt (estimated tokens): the system prompt,
 	// the question and its excerpts first, then the latest turns that fit.
 	MaxContextTokens int
@@ -220,14 +223,14 @@ func (s *Service) Prompt(ctx context.Context, q Question) (*Prompt, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Model = cmpOr(prefs.Model, s.cfg.Model)
+	p.Model = s.model(prefs)
 	var quoted *Turn
 	if q.ReplyTo != "" {
 		if quoted, err = s.store.QuotedTurn(ctx, q.Room, q.ReplyTo); err != nil {
 			return nil, err
 		}
 	}
-	if collections := s.inUse(prefs); len(collections) > 0 {
+	if collections := s.inUse(prefs); len(collections) > 0 && !asksNothing(q.Text) {
 		p.Sources, p.Search = s.search(ctx, collections, searchQuery(q.Text, turns, quoted))
 	}
 	p.Messages, p.Sources = s.build(q.Text, turns, quoted, p.Sources)
@@ -269,7 +272,16 @@ func (s *Service) Reset(ctx context.Context, room id.RoomID) error {
 // Model returns the model user's questions go to.
 func (s *Service) Model(ctx context.Context, user id.UserID) (string, error) {
 	prefs, err := s.store.Prefs(ctx, user)
-	return cmpOr(prefs.Model, s.cfg.Model), err
+	return s.model(prefs), err
+}
+
+// model is the model of someone with prefs: their choice if this profile
+// offers it, else the default.
+func (s *Service) model(prefs Prefs) string {
+	if prefs.Model != "" && slices.Contains(s.cfg.Models, prefs.Model) {
+		return prefs.Model
+	}
+	return s.cfg.Model
 }
 
 // IdleReset is the silence after which a new conversation starts.
@@ -346,9 +358,9 @@ func (s *Service) ChooseCollections(ctx context.Context, user id.UserID, args []
 	var all, none bool
 	for _, arg := range args {
 		for _, word := range strings.FieldsFunc(arg, func(r rune) bool { return r == ',' || r == ';' }) {
-			w := strings.ToLower(strings.Trim(word, " .!#«»\"'"))
+			w := strings.ToLower(strings.Trim(word, " .!#«»\"'<>`()[]"))
 			switch {
-			case w == "" || w == "et":
+			case w == "" || w == "et" || w == "n°" || w == "nº" || w == "no":
 			case slices.Contains(chooseAll, w):
 				all = true
 			case slices.Contains(chooseNone, w):
@@ -383,11 +395,20 @@ func (s *Service) inUse(prefs Prefs) []int {
 	if !prefs.CollectionsChosen {
 		return s.cfg.Retrieval.Collections
 	}
+	if len(prefs.Collections) == 0 {
+		return nil // "aucune"
+	}
 	var out []int
 	for _, cid := range prefs.Collections {
 		if slices.Contains(s.cfg.Retrieval.Collections, cid) {
 			out = append(out, cid)
 		}
+	}
+	if len(out) == 0 {
+		// Chosen among collections no longer offered here (the operator
+		// changed them, or the agent moved to a partner): the default,
+		// not a silent "aucune".
+		return s.cfg.Retrieval.Collections
 	}
 	return out
 }

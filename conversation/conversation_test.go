@@ -116,7 +116,7 @@ type env struct {
 }
 
 var baseConfig = conversation.Config{
-	SystemPrompt: "Tu es l'Assistant IA.", Model: "mistral-medium-2508",
+	SystemPrompt: "Tu es l'Assistant IA.", Model: "mistral-medium-2508", Models: []string{"openai/gpt-oss-120b"},
 	MaxContextTokens: 6000, IdleReset: 30 * time.Minute,
 }
 
@@ -333,6 +333,19 @@ func TestModelChoice(t *testing.T) {
 			t.Errorf("after %q: the question goes to %q, want %q", s.set, p.Model, s.want)
 		}
 	}
+	// A choice this profile does not offer (made under another profile,
+	// or withdrawn from albert.models) falls back to its default.
+	if err := e.svc.SetModel(e.ctx, agent, "openai/gpt-oss-120b"); err != nil {
+		t.Fatal(err)
+	}
+	partner := baseConfig
+	partner.Model, partner.Models = "ministral-3-8b-instruct-2512", nil
+	if got, _ := conversation.New(e.st, e.lib, partner, e.clk.Now).Model(e.ctx, agent); got != partner.Model {
+		t.Errorf("a choice the profile does not offer: %q, want its default %q", got, partner.Model)
+	}
+	if err := e.svc.SetModel(e.ctx, agent, "mistral-medium-2508"); err != nil {
+		t.Fatal(err)
+	}
 	// Choosing the default stores nothing: a new default applies to them.
 	cfg := baseConfig
 	cfg.Model = "ministral-3-8b-instruct-2512"
@@ -349,16 +362,16 @@ func TestCollectionChoice(t *testing.T) {
 		args     []string
 		wantErr  bool
 		inUse    []int // after the choice
-		searched []int // by the next question (nil: no search)
+		searched []int // by the next question (nil: no search); 42, unknown to Albert, is left out
 	}{
-		{"default: every offered collection", nil, false, []int{150281, 139226, 42}, []int{150281, 139226, 42}},
+		{"default: every offered collection", nil, false, []int{150281, 139226, 42}, []int{150281, 139226}},
 		{"one id", []string{"139226"}, false, []int{139226}, []int{139226}},
 		{"ids with # and commas", []string{"#150281,139226"}, false, []int{150281, 139226}, []int{150281, 139226}},
 		{"aucune", []string{"aucune"}, false, nil, nil},
-		{"tout", []string{"tout"}, false, []int{150281, 139226, 42}, []int{150281, 139226, 42}},
-		{"an id not offered", []string{"999"}, true, []int{150281, 139226, 42}, []int{150281, 139226, 42}},
-		{"a word", []string{"légifrance"}, true, []int{150281, 139226, 42}, []int{150281, 139226, 42}},
-		{"tout and an id", []string{"tout", "42"}, true, []int{150281, 139226, 42}, []int{150281, 139226, 42}},
+		{"tout", []string{"tout"}, false, []int{150281, 139226, 42}, []int{150281, 139226}},
+		{"an id not offered", []string{"999"}, true, []int{150281, 139226, 42}, []int{150281, 139226}},
+		{"a word", []string{"légifrance"}, true, []int{150281, 139226, 42}, []int{150281, 139226}},
+		{"tout and an id", []string{"tout", "42"}, true, []int{150281, 139226, 42}, []int{150281, 139226}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -413,6 +426,10 @@ func TestFollowUpQuery(t *testing.T) {
 		{"a short follow-up takes the previous question", []string{"Combien dure le congé de maternité ?"}, "", "et pour les contractuels ?",
 			"Combien dure le congé de maternité ?\net pour les contractuels ?"},
 		{"a long question stands alone", []string{"Combien dure le congé de maternité ?"}, "", long, long},
+		{"a self-standing question stands alone", []string{"Combien dure le congé de maternité ?"}, "",
+			"Quels sont mes droits au télétravail en tant que contractuel ?", "Quels sont mes droits au télétravail en tant que contractuel ?"},
+		{"a question starting like a follow-up", []string{"Combien dure le congé de maternité ?"}, "",
+			"Et pour une agente contractuelle recrutée depuis six mois ?", "Combien dure le congé de maternité ?\nEt pour une agente contractuelle recrutée depuis six mois ?"},
 		{"a reply takes the question replied to", []string{"Combien dure le congé de maternité ?", "Et le télétravail ?"}, "$q1", "et pour les contractuels ?",
 			"Combien dure le congé de maternité ?\net pour les contractuels ?"},
 	}
@@ -428,6 +445,55 @@ func TestFollowUpQuery(t *testing.T) {
 				t.Errorf("search = %+v, want query %q, hybrid, limit 3", last, tt.want)
 			}
 		})
+	}
+}
+
+// Small talk is not searched: "Merci beaucoup !" gets no excerpts.
+func TestSmallTalkIsNotSearched(t *testing.T) {
+	cfg := baseConfig
+	cfg.Retrieval = conversation.Retrieval{Collections: []int{150281}}
+	e := newEnv(t, cfg)
+	e.ask("Combien de semaines dure le congé de maternité ?", "", "Seize semaines [1].")
+	for _, text := range []string{"Merci beaucoup !", "Bonjour", "ok, d'accord", "Bonne journée"} {
+		before := len(e.lib.searches)
+		if p := e.ask(text, "", ""); p.Search != nil || len(p.Sources) != 0 || len(e.lib.searches) != before {
+			t.Errorf("%q was searched: %+v", text, p.Search)
+		}
+	}
+	if p := e.ask("Merci, et pour les contractuels ?", "", ""); p.Search == nil {
+		t.Error("a thank-you with a question was not searched")
+	}
+}
+
+// A choice of collections none of which this profile offers (the operator
+// replaced them, or the agent moved to a partner) is the default, not a
+// silent "aucune"; "aucune" stays "aucune".
+func TestCollectionChoiceNoLongerOffered(t *testing.T) {
+	cfg := baseConfig
+	cfg.Retrieval = conversation.Retrieval{Collections: []int{150281, 139226}}
+	e := newEnv(t, cfg)
+	if _, err := e.svc.ChooseCollections(e.ctx, agent, []string{"150281"}); err != nil {
+		t.Fatal(err)
+	}
+	moved := cfg
+	moved.Retrieval = conversation.Retrieval{Collections: []int{139226, 150277}}
+	svc := conversation.New(e.st, e.lib, moved, e.clk.Now)
+	p, err := svc.Prompt(e.ctx, conversation.Question{Room: dm, User: agent, Event: "$x", Text: "Combien dure le congé de maternité ?"})
+	// 150277 is not in Albert's list here: left out of the search.
+	if err != nil || p.Search == nil || !slices.Equal(p.Search.Collections, []int{139226}) {
+		t.Fatalf("search = %+v, %v; want the new profile's collections Albert knows", p.Search, err)
+	}
+	// None known: no search, reported as failed.
+	gone := cfg
+	gone.Retrieval = conversation.Retrieval{Collections: []int{999}}
+	p, err = conversation.New(e.st, e.lib, gone, e.clk.Now).Prompt(e.ctx, conversation.Question{Room: dm, User: "@other:x", Event: "$y", Text: "Combien dure le congé de maternité ?"})
+	if err != nil || p.Search == nil || p.Search.Err == nil || p.Search.Err.Class != albert.ClassNotFound {
+		t.Errorf("with no known collection: %+v, %v", p.Search, err)
+	}
+	for _, arg := range []string{"<150281>", "`150281`", "(150281)", "n° 150281"} {
+		if got, err := e.svc.ChooseCollections(e.ctx, agent, strings.Fields(arg)); err != nil || !slices.Equal(got, []int{150281}) {
+			t.Errorf("ChooseCollections(%q) = %v, %v", arg, got, err)
+		}
 	}
 }
 
@@ -521,8 +587,8 @@ func TestCited(t *testing.T) {
 	}{
 		{"Selon [2], oui.", []int{2}},
 		{"Voir [3] et [1], puis [1].", []int{1, 3}},
-		{"Aucune citation.", []int{1, 2, 3}},
-		{"Une citation inconnue [9].", []int{1, 2, 3}},
+		{"Aucune citation.", nil},
+		{"Une citation inconnue [9].", nil},
 	}
 	for _, tt := range tests {
 		var got []int

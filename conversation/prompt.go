@@ -10,10 +10,36 @@ import (
 	"guichet/albert"
 )
 
-// followUpWords: a question shorter than this, asked after another in the
-// same conversation, is searched together with the previous question ("et
-// pour les contractuels ?" means nothing alone).
-const followUpWords = 12
+// A follow-up ("et pour les contractuels ?") means nothing alone: it is
+// searched together with the previous question. A question is a follow-up
+// when it has at most shortFollowUp words, or at most followUpWords and
+// starts like one ("et", "mais", "pour"…). A longer or self-standing
+// question is searched alone: "Quels sont mes droits au télétravail en tant
+// que contractuel ?" asked after a question on maternity leave is about
+// telework only.
+const (
+	shortFollowUp = 5
+	followUpWords = 12
+)
+
+// followUpStarts are the words a follow-up question starts with.
+var followUpStarts = []string{"et", "mais", "pour", "aussi", "alors", "sinon", "donc", "même", "idem", "dans", "si", "qu", "quid", "ensuite", "puis"}
+
+// smallTalk are words that ask nothing: a message made only of them
+// ("Merci beaucoup !", "Bonjour") is not searched.
+var smallTalk = []string{"merci", "beaucoup", "bonjour", "bonsoir", "salut", "ok", "okay", "d", "accord", "parfait",
+	"super", "top", "génial", "cool", "bien", "très", "oui", "non", "bonne", "journée", "soirée", "au", "revoir", "à", "plus", "tard", "hello", "coucou"}
+
+// asksNothing reports whether question is small talk only.
+func asksNothing(question string) bool {
+	words := strings.FieldsFunc(strings.ToLower(question), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	for _, w := range words {
+		if !slices.Contains(smallTalk, w) {
+			return false
+		}
+	}
+	return true
+}
 
 // maxQueryRunes bounds a search query.
 const maxQueryRunes = 1000
@@ -23,7 +49,9 @@ const maxQueryRunes = 1000
 // short follow-up.
 func searchQuery(question string, turns []Turn, quoted *Turn) string {
 	q := strings.TrimSpace(question)
-	if len(strings.FieldsFunc(q, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })) >= followUpWords {
+	words := strings.FieldsFunc(strings.ToLower(q), func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	followUp := len(words) <= shortFollowUp || len(words) <= followUpWords && slices.Contains(followUpStarts, words[0])
+	if !followUp {
 		return truncateRunes(q, maxQueryRunes)
 	}
 	var previous string
@@ -87,7 +115,16 @@ func truncateRunes(s string, n int) string {
 // search finds the excerpts for query in collections, names their documents
 // and collections, and reports the call. A failure gives no excerpts.
 func (s *Service) search(ctx context.Context, collections []int, query string) ([]Source, *SearchCall) {
+	// A collection Albert no longer lists would make the whole search fail
+	// (404): it is left out, as long as Albert's list is known.
+	if known, err := s.names.collections(ctx); err == nil && known != nil {
+		collections = slices.DeleteFunc(slices.Clone(collections), func(cid int) bool { _, ok := known[cid]; return !ok })
+	}
 	call := &SearchCall{Collections: collections}
+	if len(collections) == 0 {
+		call.Err = &albert.Error{Class: albert.ClassNotFound, Detail: "none of the collections is known to Albert"}
+		return nil, call
+	}
 	sctx, cancel := context.WithTimeout(ctx, s.cfg.Retrieval.Timeout)
 	defer cancel()
 	start := s.now()

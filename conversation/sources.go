@@ -42,8 +42,8 @@ func (s Source) DocumentName() string {
 var citation = regexp.MustCompile(`\[(\d{1,3})\]`)
 
 // Cited returns the sources that answer cites as [N], in the order of their
-// numbers; all of them when it cites none (the answer was still given
-// them); nil when there are none.
+// numbers; nil when it cites none (a thank-you given excerpts does not end
+// with a list of documents; !sources still shows what it was given).
 func Cited(answer string, sources []Source) []Source {
 	if len(sources) == 0 {
 		return nil
@@ -59,9 +59,6 @@ func Cited(answer string, sources []Source) []Source {
 			out = append(out, src)
 		}
 	}
-	if len(out) == 0 {
-		return sources
-	}
 	return out
 }
 
@@ -71,6 +68,9 @@ const (
 	collectionsTTL  = 10 * time.Minute
 	maxDocumentName = 20000 // names kept; past it, the cache starts again
 )
+
+// listTimeout bounds GET /collections, whoever waits for it.
+const listTimeout = 3 * time.Second
 
 // names caches what Albert says of collections and documents.
 type names struct {
@@ -98,9 +98,11 @@ func (n *names) collections(ctx context.Context) (map[int]albert.Collection, err
 	failedRecently := !n.collsFailAt.IsZero() && n.now().Sub(n.collsFailAt) < time.Minute
 	colls := n.colls
 	n.mu.Unlock()
-	if fresh || failedRecently && colls != nil {
-		return colls, nil
+	if fresh || failedRecently {
+		return colls, nil // a failure is not retried for a minute: the last list, maybe none
 	}
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
 	list, err := n.lib.Collections(ctx)
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -89,9 +89,9 @@ func TestAnswerWithSources(t *testing.T) {
 	// short follow-up would be searched with the question before it).
 	reset := w.send(alice, dm, "!reset")
 	w.expect(alice, "the reset", from(bot), in(dm), replyTo(reset))
-	plain := ask(t, w, alice, dm, "Bonjour")
+	plain := ask(t, w, alice, dm, "Zorglub xylophone ?")
 	reqs = w.tb.Albert.Requests()
-	if strings.Contains(plain.Body, "Sources") || reqs[len(reqs)-1].LastUserMessage() != "Bonjour" {
+	if strings.Contains(plain.Body, "Sources") || reqs[len(reqs)-1].LastUserMessage() != "Zorglub xylophone ?" {
 		t.Errorf("an answer without hits has sources:\n%s", plain.Body)
 	}
 

@@ -253,3 +253,44 @@ func TestUpgradeToExchanges(t *testing.T) {
 		t.Errorf("Prefs after upgrade = %+v, %v; want m2 and the default collections", p, err)
 	}
 }
+
+// !stats and !partenaires: the answers count successful chat calls; what
+// was billed counts every call, searches and failures included, per
+// partner or for all.
+func TestStatsSinceBilling(t *testing.T) {
+	ctx := context.Background()
+	st, _ := open(t)
+	rows := []store.Usage{
+		{UserID: alice, Endpoint: store.EndpointSearch, Outcome: "ok", Cost: 0.5, Partner: "justice", At: t0},
+		{UserID: alice, Endpoint: store.EndpointSearch, Outcome: "upstream", Partner: "justice", At: t0},
+		{UserID: alice, Outcome: "busy", PromptTokens: 100, Cost: 0.2, Partner: "justice", At: t0},
+		{UserID: alice, Outcome: "ok", PromptTokens: 60, CompletionTokens: 40, Cost: 1.0, Partner: "justice", At: t0},
+		{UserID: bob, Outcome: "ok", PromptTokens: 10, CompletionTokens: 5, Cost: 0.1, At: t0},
+	}
+	for _, u := range rows {
+		if err := st.AddUsage(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		partner                     string
+		questions, billed, searches int
+		failures, errors            int
+		cost                        float64
+	}{
+		{"justice", 1, 200, 2, 1, 1, 1.7},
+		{"", 1, 15, 0, 0, 0, 0.1},
+		{store.AllPartners, 2, 215, 2, 1, 1, 1.8},
+	}
+	for _, tt := range tests {
+		got, err := st.StatsSince(ctx, t0.Add(-time.Hour), tt.partner)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Questions != tt.questions || got.BilledTokens != tt.billed || got.Searches != tt.searches ||
+			got.SearchFailures != tt.failures || len(got.ErrorsByClass) != tt.errors || got.Cost < tt.cost-1e-9 || got.Cost > tt.cost+1e-9 {
+			t.Errorf("StatsSince(%q) = %+v, want %d questions, %d billed tokens, %d searches (%d failed), %d error classes, %.2f €",
+				tt.partner, got, tt.questions, tt.billed, tt.searches, tt.failures, tt.errors, tt.cost)
+		}
+	}
+}

@@ -13,11 +13,16 @@ type Stats struct {
 	Questions        int
 	PromptTokens     int
 	CompletionTokens int
-	// Cost is what Albert charged for the chat calls, in euros.
-	Cost          float64
-	ErrorsByClass map[string]int
-	LatencyP50    time.Duration
-	LatencyP95    time.Duration
+	// Cost (euros) and BilledTokens are what Albert charged for every call,
+	// failed ones and searches included: the billing report's figures.
+	Cost         float64
+	BilledTokens int
+	// Searches and SearchFailures count the searches in collections.
+	Searches       int
+	SearchFailures int
+	ErrorsByClass  map[string]int
+	LatencyP50     time.Duration
+	LatencyP95     time.Duration
 }
 
 // AllPartners, given to StatsSince, sums every profile.
@@ -30,10 +35,16 @@ func (s *Store) StatsSince(ctx context.Context, since time.Time, partner string)
 	// $2 is always bound, so that the statements stay the same (and
 	// prepared) whatever the profile.
 	const of = ` AND ($2 = '*' OR partner = $2)`
-	err := s.db.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost), 0)
-		FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`+of, ms(since), partner).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens, &st.Cost)
+	err := s.db.QueryRow(ctx, `SELECT COUNT(DISTINCT user_id), COUNT(*), COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0)
+		FROM usage_ledger WHERE at >= $1 AND outcome='ok' AND endpoint='chat'`+of, ms(since), partner).Scan(&st.ActiveAgents, &st.Questions, &st.PromptTokens, &st.CompletionTokens)
 	if err != nil {
 		return st, fmt.Errorf("failed to sum usage: %w", err)
+	}
+	err = s.db.QueryRow(ctx, `SELECT COALESCE(SUM(cost), 0), COALESCE(SUM(prompt_tokens + completion_tokens), 0),
+			COUNT(CASE WHEN endpoint='search' THEN 1 END), COUNT(CASE WHEN endpoint='search' AND outcome <> 'ok' THEN 1 END)
+		FROM usage_ledger WHERE at >= $1`+of, ms(since), partner).Scan(&st.Cost, &st.BilledTokens, &st.Searches, &st.SearchFailures)
+	if err != nil {
+		return st, fmt.Errorf("failed to sum what was billed: %w", err)
 	}
 	rows, err := s.db.Query(ctx, `SELECT outcome, COUNT(*) FROM usage_ledger WHERE at >= $1 AND outcome <> 'ok' AND endpoint='chat'`+of+` GROUP BY outcome`, ms(since), partner)
 	if err != nil {
