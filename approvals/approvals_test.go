@@ -12,9 +12,9 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
-	"guichet/internal/testdb"
 	"guichet/approvals"
 	"guichet/internal/fakeclock"
+	"guichet/internal/testdb"
 	"guichet/store"
 )
 

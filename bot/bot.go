@@ -175,7 +175,7 @@ type Bot struct {
 	db        *dbutil.Database
 	store     Store
 	approvals *approvals.Service
-	fence Fence // nil: no hot standby
+	fence     Fence // nil: no hot standby
 	// profiles are the default profile, then the partners': each question
 	// is answered with its agent's (see profileOf).
 	profiles []*profile

@@ -13,10 +13,10 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
-	"guichet/internal/testdb"
 	"guichet/albert"
 	"guichet/conversation"
 	"guichet/internal/fakeclock"
+	"guichet/internal/testdb"
 	"guichet/store"
 )
 

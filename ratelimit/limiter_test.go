@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
-	"guichet/internal/testdb"
 	"guichet/internal/fakeclock"
+	"guichet/internal/testdb"
 	"guichet/ratelimit"
 	"guichet/store"
 )
