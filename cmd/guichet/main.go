@@ -50,6 +50,9 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	if len(args) > 0 && args[0] == "usage" {
 		return runUsage(args[1:], lookupEnv, stdout, stderr) // the billing report, see usage.go
 	}
+	if len(args) > 0 && args[0] == "migrate-db" {
+		return runMigrateDB(args[1:], lookupEnv, stdout, stderr) // SQLite to PostgreSQL, see migratedb.go
+	}
 	flags := flag.NewFlagSet("guichet", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables, or GUICHET_*_FILE naming a file that holds the value, override it")
