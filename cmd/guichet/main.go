@@ -123,9 +123,15 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		if !errors.Is(err, app.ErrLostLeadership) {
 			break
 		}
-		// Another process took over: stand by again, with everything
-		// read afresh from the database (the new leader moves it on).
+		// Another process took over, or is about to: stand by again, with
+		// everything read afresh from the database (the new leader moves it
+		// on). Four tries of the others go first, so that a process cut from
+		// the database does not take the lock straight back.
 		log.Warn().Msg("Lost the leadership: standing by again")
+		select {
+		case <-ctx.Done():
+		case <-time.After(4 * cfg.HA.Retry):
+		}
 		start = time.Now()
 	}
 	switch {
