@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix"
@@ -19,14 +20,61 @@ import (
 	"guichet/store"
 )
 
-// Delays of the streaming display. An answer faster than typingAfter is sent
-// as one message and costs one request; a slower one shows typing, then a
-// placeholder that grows by edits no more often than Config.EditInterval.
+// Delays of the streaming display. An answer complete before
+// Config.FirstMessageAfter (and before a first sentence) is one message, one
+// room event; a slower one shows guichet typing from typingAfter, then its
+// first message once a first sentence is there or at FirstMessageAfter with
+// the text so far, then edits no more often than editInterval.
+//
+// typingAfter: the typing notice costs two homeserver calls (on, off); an
+// answer ready within 150 ms does not need it (the fake LLM of the peer
+// bench answers in 510 ms: one typing pair, one message, 3 calls).
 const (
-	typingAfter      = 150 * time.Millisecond
-	placeholderAfter = 300 * time.Millisecond
-	typingTimeout    = 60 * time.Second
+	typingAfter   = 150 * time.Millisecond
+	typingTimeout = 60 * time.Second
+	// maxEditStretch bounds how far a slow homeserver widens the interval
+	// between edits (times Config.EditInterval).
+	maxEditStretch = 4
 )
+
+// firstSentence reports whether text holds a first piece worth a message:
+// a sentence (or a line, a list item) of some length, or a long run of text.
+func firstSentence(text string) bool {
+	t := strings.TrimSpace(text)
+	n := utf8.RuneCountInString(t)
+	if n >= 160 {
+		return true
+	}
+	if n < 20 {
+		return false
+	}
+	return strings.Contains(t, ". ") || strings.Contains(t, "! ") || strings.Contains(t, "? ") ||
+		strings.Contains(t, ".\n") || strings.Contains(t, ":\n") || strings.Contains(t, "\n\n")
+}
+
+// sent records how long the homeserver took to accept a message
+// (exponentially weighted: the last sends count most).
+func (b *Bot) sent(d time.Duration) {
+	for {
+		old := b.sendLatency.Load()
+		next := int64(d)
+		if old != 0 {
+			next = old - old/5 + int64(d)/5
+		}
+		if b.sendLatency.CompareAndSwap(old, next) {
+			return
+		}
+	}
+}
+
+// editInterval is the pause between two edits of a growing answer:
+// Config.EditInterval, widened while the homeserver is slow to take
+// messages (four times its recent send latency), up to maxEditStretch times
+// EditInterval: a saturated homeserver gets fewer events from guichet. The
+// final text does not wait for it.
+func (b *Bot) editInterval() time.Duration {
+	return min(max(b.cfg.EditInterval, 4*time.Duration(b.sendLatency.Load())), maxEditStretch*b.cfg.EditInterval)
+}
 
 // answer is the outcome of one question.
 type answer struct {
@@ -99,11 +147,37 @@ func (s *stream) wait() bool {
 	return s.waiting
 }
 
+// waitForMore makes the next update wake the display, whatever it shows.
+func (s *stream) waitForMore() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waiting = true
+}
+
+// shownAny reports whether the answer has a message in the room.
+func (s *stream) shownAny() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.placeholder != ""
+}
+
+// useful reports whether the text so far is worth a first message.
+func (s *stream) useful() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return firstSentence(s.text)
+}
+
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
-	start := time.Now()
 	typing := time.NewTimer(typingAfter)
 	defer typing.Stop()
+	typed := false // typingAfter has passed: the answer is not instant
+	first := time.NewTimer(s.b.cfg.FirstMessageAfter)
+	defer first.Stop()
+	// An earlier attempt's message (a restart) is edited at once.
+	firstDue := s.shownAny()
+	s.waitForMore()
 	var next <-chan time.Time // when the next display may happen
 	for {
 		select {
@@ -112,14 +186,32 @@ func (s *stream) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-typing.C:
-			s.startTyping(ctx)
-			next = time.After(time.Until(start.Add(placeholderAfter)))
+			typed = true
+			if !s.shownAny() {
+				s.startTyping(ctx)
+			}
+			if next == nil {
+				next = time.After(0) // a first sentence may be there already
+			}
+		case <-first.C:
+			firstDue = true
+			if next == nil {
+				next = time.After(0)
+			}
 		case <-s.wake:
-			next = time.After(0)
+			if next == nil {
+				next = time.After(0)
+			}
 		case <-next:
 			next = nil
+			// Not before typingAfter: an answer streamed in a few
+			// milliseconds is one message, whatever its sentences.
+			if !firstDue && !s.shownAny() && (!typed || !s.useful()) {
+				s.waitForMore() // the next piece, or the first timer, tries again
+				continue
+			}
 			if s.show(ctx) {
-				next = time.After(s.b.cfg.EditInterval)
+				next = time.After(s.b.editInterval())
 			} else if !s.wait() {
 				next = time.After(0)
 			}
@@ -159,7 +251,7 @@ func (s *stream) startTyping(ctx context.Context) {
 }
 
 // show sends the placeholder or an edit with the text so far; it reports
-// whether it tried (so that the next edit waits EditInterval), or had
+// whether it tried (so that the next edit waits editInterval), or had
 // nothing new to show. The placeholder's send is recorded before it leaves
 // and its event id once known (see placeholderOf), so that a stop or a crash
 // at any point never leaves a second placeholder. Once the text outgrows
@@ -171,6 +263,9 @@ func (s *stream) show(ctx context.Context) bool {
 	s.mu.Unlock()
 	if placeholder != "" && (text == shown || full) {
 		return false
+	}
+	if placeholder == "" && strings.TrimSpace(text) == "" {
+		return false // the first message carries text: typing says guichet works
 	}
 	display := strings.TrimSpace(text)
 	if display != "" && !fits(display+" …", s.room) {
@@ -201,10 +296,12 @@ func (s *stream) show(ctx context.Context) bool {
 		log.Warn().Err(err).Msg("Not showing a partial answer")
 		return true
 	}
+	sendStart := time.Now()
 	resp, err := s.b.client.SendMessageEvent(ctx, s.room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txn})
+	s.b.sent(time.Since(sendStart))
 	if err != nil {
 		log.Warn().Err(err).Msg("Failed to show partial answer")
-		return true // tried: the next attempt waits EditInterval too
+		return true // tried: the next attempt waits editInterval too
 	}
 	if placeholder == "" {
 		if err := s.b.store.SetPlaceholder(context.WithoutCancel(ctx), s.reply, resp.EventID); err != nil {
@@ -232,13 +329,8 @@ const placeholderMarker = "guichet.placeholder_of"
 // message in the room that says it is the placeholder of evt ("" if none).
 // The homeserver's transaction ids do not cover that case: a send cut
 // in flight is not recognised when repeated (kill -9 loop, Dendrite).
-func (b *Bot) placeholderOf(ctx context.Context, evt *event.Event) id.EventID {
+func (b *Bot) placeholderOf(ctx context.Context, evt *event.Event, q store.QuestionState) id.EventID {
 	log := zerolog.Ctx(ctx)
-	q, err := b.store.Question(ctx, evt.ID)
-	if err != nil {
-		log.Err(err).Msg("Failed to read the state of a question")
-		return ""
-	}
 	if q.Placeholder != "" || q.PlaceholderAt.IsZero() {
 		return q.Placeholder
 	}
@@ -343,9 +435,9 @@ const maxRetryWait = 15 * time.Second
 // ask sends the question with its context to the assistant, retrying what is
 // worth retrying before the first token, and returns what to show. Each call
 // holds its own breaker ticket and reports its outcome on it.
-func (b *Bot) ask(ctx context.Context, pr *profile, evt *event.Event, msgs []albert.Message, model string) (result answer) {
+func (b *Bot) ask(ctx context.Context, pr *profile, evt *event.Event, q store.QuestionState, msgs []albert.Message, model string) (result answer) {
 	log := zerolog.Ctx(ctx)
-	disp := b.newStream(ctx, evt, "reply:"+evt.ID.String(), b.placeholderOf(ctx, evt))
+	disp := b.newStream(ctx, evt, "reply:"+evt.ID.String(), b.placeholderOf(ctx, evt, q))
 	result.model = model
 	// result.waited is summed up call by call: it must not include this
 	// stop of the display, which may wait for an edit to be sent.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -47,7 +48,10 @@ type Config struct {
 	AlbertTimeout time.Duration
 	MaxInputChars int
 	EditInterval  time.Duration
-	MaxRetries    int
+	// FirstMessageAfter bounds the wait for a streamed answer's first
+	// message (see stream.run).
+	FirstMessageAfter time.Duration
+	MaxRetries        int
 	// Retention is how long conversation turns and stored message texts
 	// are kept (0: 30 days).
 	Retention time.Duration
@@ -176,6 +180,9 @@ type Bot struct {
 	store     Store
 	approvals *approvals.Service
 	fence     Fence // nil: no hot standby
+	// sendLatency is the homeserver's recent time to accept a message, in
+	// ns (see sent, editInterval).
+	sendLatency atomic.Int64
 	// profiles are the default profile, then the partners': each question
 	// is answered with its agent's (see profileOf).
 	profiles []*profile

@@ -268,7 +268,7 @@ func (b *Bot) notAllowed(standing approvals.Standing) string {
 func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.MessageEventContent, text string) (*reply, error) {
 	var notices []string
 	pr := b.profileOf(evt.Sender)
-	release, refusal, err := b.admit(ctx, pr, evt, &notices)
+	adm, refusal, err := b.admit(ctx, pr, evt, &notices)
 	if err != nil || refusal != nil {
 		if refusal != nil {
 			refusal.notices, refusal.outcome = notices, outcomeLimited
@@ -279,7 +279,7 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		Room: evt.RoomID, User: evt.Sender, Event: evt.ID, Text: text, ReplyTo: content.RelatesTo.GetReplyTo(),
 	})
 	if err != nil {
-		release(0)
+		adm.release(0)
 		if rerr := b.refund(context.WithoutCancel(ctx), pr, evt); rerr != nil {
 			zerolog.Ctx(ctx).Err(rerr).Msg("Failed to refund a question")
 		}
@@ -288,8 +288,8 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 	if p.Reset {
 		notices = append([]string{textNewConversation(pr.conv.IdleReset())}, notices...)
 	}
-	res := b.ask(ctx, pr, evt, p.Messages, p.Model)
-	release(res.tokens)
+	res := b.ask(ctx, pr, evt, adm.question, p.Messages, p.Model)
+	adm.release(res.tokens)
 	if call := p.Search; call != nil {
 		res.usage = append(res.usage, b.searchUsage(pr, evt, call))
 		if call.Err != nil {
@@ -301,10 +301,7 @@ func (b *Bot) question(ctx context.Context, evt *event.Event, content *event.Mes
 		// back, unless guichet is stopping and will handle it again.
 		return &reply{charge: &charge{pr: pr, evt: evt, usage: res.usage}}, ctx.Err()
 	}
-	over, err := b.approvals.Overloaded(ctx)
-	if err != nil {
-		zerolog.Ctx(ctx).Err(err).Msg("Failed to read overload mode")
-	}
+	over := adm.over
 	r := &reply{text: res.text, msgType: event.MsgText, replaces: res.placeholder, notices: append(notices, res.notices...), albert: res.waited,
 		charge: &charge{pr: pr, evt: evt, ok: res.ok, tokens: res.tokens, usage: res.usage, over: over}, outcome: outcomeAnswered}
 	if !res.ok {

@@ -18,22 +18,22 @@ import (
 // global gate to a question. It returns the gate's release function, or a
 // reply explaining why the question does not go to Albert now (and nothing
 // is counted then). It takes no breaker ticket: ask takes one for each call.
-func (b *Bot) admit(ctx context.Context, pr *profile, evt *event.Event, notices *[]string) (release func(tokens int), refusal *reply, err error) {
+func (b *Bot) admit(ctx context.Context, pr *profile, evt *event.Event, notices *[]string) (adm admission, refusal *reply, err error) {
 	if text, paused := b.pausedText(pr); paused {
 		zerolog.Ctx(ctx).Info().Msg("Question while the Albert key is paused")
-		return nil, noticeReply(text), nil
+		return adm, noticeReply(text), nil
 	}
-	over, err := b.approvals.Overloaded(ctx)
+	if adm.over, err = b.approvals.Overloaded(ctx); err != nil {
+		return adm, nil, err
+	}
+	dec, q, err := b.count(ctx, pr, evt, adm.over)
 	if err != nil {
-		return nil, nil, err
+		return adm, nil, err
 	}
-	dec, err := b.count(ctx, pr, evt, over)
-	if err != nil {
-		return nil, nil, err
-	}
+	adm.question = q
 	if !dec.Allowed {
 		zerolog.Ctx(ctx).Info().Str("limit", string(dec.Limit)).Time("retry_at", dec.RetryAt).Msg("Question over a limit")
-		return nil, noticeReply(textLimited(dec.Limit, dec.RetryAt, b.now(), b.loc)), nil
+		return adm, noticeReply(textLimited(dec.Limit, dec.RetryAt, b.now(), b.loc)), nil
 	}
 	for _, k := range dec.Warn {
 		*notices = append(*notices, textLimitWarning(k))
@@ -46,12 +46,12 @@ func (b *Bot) admit(ctx context.Context, pr *profile, evt *event.Event, notices 
 	if err := b.waitBreaker(ctx, pr, evt); err != nil {
 		refund()
 		if ctx.Err() != nil {
-			return nil, nil, ctx.Err()
+			return adm, nil, ctx.Err()
 		}
-		return nil, noticeReply(textAlbertError(albert.ClassBusy)), nil
+		return adm, noticeReply(textAlbertError(albert.ClassBusy)), nil
 	}
 	queued := b.now()
-	release, err = pr.gate.Acquire(ctx, evt.Sender, func(position int) {
+	adm.release, err = pr.gate.Acquire(ctx, evt.Sender, func(position int) {
 		b.tellNow(ctx, fmt.Sprintf("queue:%s", evt.ID), evt, textQueuePosition(position))
 	})
 	if err == nil {
@@ -60,12 +60,21 @@ func (b *Bot) admit(ctx context.Context, pr *profile, evt *event.Event, notices 
 	switch {
 	case errors.Is(err, ratelimit.ErrQueueFull), errors.Is(err, ratelimit.ErrBusyAgent):
 		refund()
-		return nil, noticeReply(textSaturated), nil
+		return adm, noticeReply(textSaturated), nil
 	case err != nil:
 		refund()
-		return nil, nil, err
+		return adm, nil, err
 	}
-	return release, nil, nil
+	return adm, nil, nil
+}
+
+// admission is what admit lets through: the gate's release, the overload
+// mode the question was counted in, and what was recorded of the question
+// (read once: ask continues what an earlier attempt showed).
+type admission struct {
+	release  func(tokens int)
+	over     bool
+	question store.QuestionState
 }
 
 // errStillOverloaded ends a wait for the breaker that lasted BreakerMaxWait.
@@ -200,11 +209,12 @@ func (b *Bot) tellNow(ctx context.Context, key string, evt *event.Event, text st
 // count applies the per-agent limits to a question, once: its admission is
 // recorded under its event id in the transaction that counts it, so that a
 // question handled again after a stop or a crash is not counted again.
-func (b *Bot) count(ctx context.Context, pr *profile, evt *event.Event, over bool) (ratelimit.Decision, error) {
+func (b *Bot) count(ctx context.Context, pr *profile, evt *event.Event, over bool) (ratelimit.Decision, store.QuestionState, error) {
 	var dec ratelimit.Decision
+	var q store.QuestionState
 	err := b.store.InTx(ctx, func(ctx context.Context) error {
-		q, err := b.store.Question(ctx, evt.ID)
-		if err != nil {
+		var err error
+		if q, err = b.store.Question(ctx, evt.ID); err != nil {
 			return err
 		}
 		if !q.AdmittedAt.IsZero() {
@@ -218,9 +228,9 @@ func (b *Bot) count(ctx context.Context, pr *profile, evt *event.Event, over boo
 		return b.store.SetAdmitted(ctx, evt.ID, evt.RoomID, evt.Sender, b.now(), true)
 	})
 	if err != nil {
-		return ratelimit.Decision{}, fmt.Errorf("failed to count a question: %w", err)
+		return ratelimit.Decision{}, q, fmt.Errorf("failed to count a question: %w", err)
 	}
-	return dec, nil
+	return dec, q, nil
 }
 
 // refund gives back a counted question, once, in one transaction with the

@@ -375,7 +375,9 @@ func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
 	} else if m.ReplyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: m.ReplyTo}}
 	}
+	sendStart := time.Now()
 	resp, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
+	b.sent(time.Since(sendStart))
 	if err != nil && m.DMUser != "" && room != m.DMCreated && errors.Is(err, mautrix.MForbidden) {
 		// The DM looked alive but guichet may no longer write there (it
 		// left, or was removed, and the sync has not said so yet): the DM is

@@ -101,7 +101,11 @@ type Albert struct {
 	MaxContextTokens int           `mapstructure:"max_context_tokens"`
 	MaxInputChars    int           `mapstructure:"max_input_chars"`
 	EditInterval     time.Duration `mapstructure:"edit_interval"`
-	MaxRetries       int           `mapstructure:"max_retries"`
+	// FirstMessageAfter is when a streamed answer's first message is sent
+	// at the latest, with the text so far (earlier once a first sentence is
+	// there); an answer complete before is one message.
+	FirstMessageAfter time.Duration `mapstructure:"first_message_after"`
+	MaxRetries        int           `mapstructure:"max_retries"`
 }
 
 // Limits share Albert's budget among agents and protect the API key.
@@ -242,6 +246,7 @@ var defaults = map[string]any{
 	"albert.max_context_tokens":           6000,
 	"albert.max_input_chars":              8000,
 	"albert.edit_interval":                "1.5s",
+	"albert.first_message_after":          "1s",
 	"albert.max_retries":                  2,
 	"conversation.idle_reset":             "30m",
 	"privacy.retention":                   "720h",
@@ -547,6 +552,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Albert.MaxInputChars < 1 {
 		bad("albert.max_input_chars", "a positive number of characters")
+	}
+	if c.Albert.FirstMessageAfter < 0 || c.Albert.FirstMessageAfter > time.Minute {
+		bad("albert.first_message_after", "a duration between 0 and 1m, e.g. 1s")
 	}
 	if c.Albert.EditInterval < 100*time.Millisecond {
 		bad("albert.edit_interval", "a duration of at least 100ms, e.g. 1.5s")

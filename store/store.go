@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "github.com/lib/pq" // registers the postgres driver
@@ -115,13 +116,45 @@ type Store struct {
 	seq string
 	// dueHint makes SQLite use the outbox's partial index (see Due).
 	dueHint string
+	// statements counts the statements run (see Statements).
+	statements atomic.Int64
+}
+
+// Statements returns how many SQL statements (and transaction begins and
+// ends) have run on the database since the store was made, mautrix's crypto
+// and state stores included: the regression guard of the statements per
+// answer.
+func (s *Store) Statements() int64 { return s.statements.Load() }
+
+// countingLogger counts the statements dbutil reports before logging them.
+type countingLogger struct {
+	dbutil.DatabaseLogger
+	n *atomic.Int64
+}
+
+func (l countingLogger) QueryTiming(ctx context.Context, method, query string, args []any, nrows int, duration time.Duration, err error) {
+	// Exec, Query, QueryRow, Begin, Commit, Rollback; not dbutil's reports
+	// of a transaction's or a result's end.
+	if method != "<Transaction>" && method != "EndRows" {
+		l.n.Add(1)
+	}
+	l.DatabaseLogger.QueryTiming(ctx, method, query, args, nrows, duration, err)
 }
 
 // New wraps the shared database; call Upgrade before use.
 func New(db *dbutil.Database, log zerolog.Logger) *Store {
 	table := dbutil.BuildUpgradeTable().WithFSPath(upgrades, "upgrades").Finish()
-	child := db.Child(VersionTable, table, dbutil.ZeroLogger(log.With().Str("db_section", "guichet").Logger()))
-	st := &Store{db: child, seq: "rowid", dueHint: "INDEXED BY outbox_due_idx"}
+	st := &Store{seq: "rowid", dueHint: "INDEXED BY outbox_due_idx"}
+	// Statements outside transactions are logged by the shared database's
+	// logger (dbutil's children share its LoggingDB): the count is the
+	// database's, mautrix's crypto and state stores included.
+	if db.Log == nil {
+		db.Log = dbutil.NoopLogger
+	}
+	db.Log = countingLogger{DatabaseLogger: db.Log, n: &st.statements}
+	st.db = db.Child(VersionTable, table, countingLogger{
+		DatabaseLogger: dbutil.ZeroLogger(log.With().Str("db_section", "guichet").Logger()), n: &st.statements,
+	})
 	if db.Dialect == dbutil.Postgres {
 		st.seq, st.dueHint = "seq", ""
 	}
