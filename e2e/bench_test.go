@@ -136,8 +136,16 @@ func BenchmarkAnswerLatency(b *testing.B) {
 	timedAsk(b, w, alice, dm, "Première question, pour s'échauffer ?")
 
 	var answers, hops benchutil.Samples
+	var statements int64
+	events := 0
 	for i := range hopSamples {
-		answers = append(answers, timedAsk(b, w, alice, dm, fmt.Sprintf("Question n° %d : comment rédiger une note de synthèse ?", i+1)))
+		before := w.app.Store.Statements()
+		sent := time.Now()
+		q := w.send(alice, dm, fmt.Sprintf("Question n° %d : comment rédiger une note de synthèse ?", i+1))
+		answers = append(answers, finalReply(b, w, alice, q).At.Sub(sent))
+		time.Sleep(50 * time.Millisecond) // the answer's transaction commits after its send
+		statements += w.app.Store.Statements() - before
+		events += roomEvents(alice, w.tb.Bot.UserID, q)
 		hops = append(hops, w.hop(alice, w.tb.Moderator, hopRoom, fmt.Sprintf("message n° %d", i+1)))
 	}
 	overhead := answers.P50() - 2*hops.P50()
@@ -145,6 +153,9 @@ func BenchmarkAnswerLatency(b *testing.B) {
 	b.ReportMetric(benchutil.Ms(hops.P50()), "hop-p50-ms")
 	b.ReportMetric(benchutil.Ms(overhead), "overhead-ms")
 	b.ReportMetric(float64(answers.P50())/float64(hops.P50()), "answer/hop")
+	perAnswer := float64(statements) / float64(len(answers))
+	b.ReportMetric(perAnswer, "statements/answer")
+	b.ReportMetric(float64(events)/float64(len(answers)), "events/answer")
 
 	t := benchutil.NewTable(fmt.Sprintf("answer latency, encrypted DM, fake Albert without delay, %d questions", len(answers)), "figure", "value", "vs one-hop p50")
 	t.Row("answer p50", benchutil.FormatMs(answers.P50()), benchutil.Ratio(float64(answers.P50()), float64(hops.P50())))
@@ -152,6 +163,8 @@ func BenchmarkAnswerLatency(b *testing.B) {
 	t.Row("one-hop p50 (alice → moderator, encrypted)", benchutil.FormatMs(hops.P50()), "×1.00")
 	t.Row("one-hop p99", benchutil.FormatMs(hops.P99()), benchutil.Ratio(float64(hops.P99()), float64(hops.P50())))
 	t.Row("overhead = answer p50 - 2 × one-hop p50", benchutil.FormatMs(overhead), benchutil.Ratio(float64(overhead), float64(hops.P50())))
+	t.Row("SQL statements per answer (guichet's and mautrix's)", fmt.Sprintf("%.1f", perAnswer), fmt.Sprintf("guard %d", maxStatementsPerAnswer))
+	t.Row("room events per answer", fmt.Sprintf("%.2f", float64(events)/float64(len(answers))), "1 for an answer ready before albert.first_message_after")
 	b.Log(t)
 }
 
