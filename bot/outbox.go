@@ -572,10 +572,22 @@ func (b *Bot) findRequested(ctx context.Context, m *store.Outgoing) (id.RoomID, 
 func (b *Bot) finishDM(ctx context.Context, m *store.Outgoing) (id.RoomID, error) {
 	room, user := m.DMCreated, m.DMUser
 	states := b.client.StateStore
-	if !states.IsInRoom(ctx, room, b.client.UserID) {
+	// A room created just before a restart may not be synced yet: what the
+	// state store does not know is asked of the homeserver, not taken for
+	// a room guichet left (kill -9 loop on PostgreSQL: a welcome given up as
+	// "nobody reads this room" in 2 runs of 8).
+	if self, err := states.TryGetMember(ctx, room, b.client.UserID); err == nil && self != nil && self.Membership != event.MembershipJoin {
 		return "", errRoomGone
 	}
 	member, err := states.TryGetMember(ctx, room, user)
+	if err == nil && member == nil {
+		var content event.MemberEventContent
+		if serr := b.client.StateEvent(ctx, room, event.StateMember, user.String(), &content); serr == nil {
+			member = &content
+		} else if !errors.Is(serr, mautrix.MNotFound) {
+			return "", fmt.Errorf("failed to read %s's membership of %s: %w", user, room, serr)
+		}
+	}
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("failed to read %s's membership: %w", user, err)
