@@ -1,16 +1,13 @@
 package e2e
 
 import (
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"guichet/albert"
-	"guichet/internal/jsagent"
 	"guichet/internal/mxclient"
-	"guichet/internal/testbed"
 )
 
 // searchesSince returns the searches the fake received after the first n.
@@ -215,35 +212,11 @@ func TestSearchFailureStillAnswers(t *testing.T) {
 // client): the sourced answer and !sources decrypt and read as on mautrix.
 func TestTchapWebClientSourcedAnswer(t *testing.T) {
 	w := newWorld(t)
-	dir, err := jsagent.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := jsagent.Available(dir); err != nil {
-		if os.Getenv("GUICHET_E2E") == "1" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
 	w.cfg.Retrieval.Collections = []int{150281}
 	w.startGuichet()
 	ctx := w.ctx()
 	bot, room := w.tb.Bot.UserID, w.tb.SupportRoom
-
-	const localpart = "alice.martin-interieur.gouv.fr"
-	if _, err := w.tb.HS.Register(ctx, localpart, testbed.Password, false); err != nil {
-		t.Fatal(err)
-	}
-	acct, err := w.tb.HS.Login(ctx, localpart, testbed.Password, "ALICEWEB")
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, err := jsagent.Start(ctx, jsagent.Options{Dir: dir, BaseURL: w.tb.HS.URL, UserID: acct.UserID,
-		AccessToken: acct.AccessToken, DeviceID: acct.DeviceID, Log: testLogWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(alice.Close)
+	alice, aliceID := webAgent(t, w, "alice.martin-interieur.gouv.fr", "ALICEWEB")
 	if err := alice.Join(ctx, room.String()); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +224,7 @@ func TestTchapWebClientSourcedAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.expect(alice, "the acknowledgement", from(bot), in(room), contains("n° 1"))
-	w.send(w.tb.Moderator, room, "!approve "+acct.UserID.String())
+	w.send(w.tb.Moderator, room, "!approve "+aliceID.String())
 	dm := w.expect(alice, "the welcome", from(bot), notInRoom(room), contains("!accepter")).RoomID
 	acc, err := alice.SendText(ctx, dm, "!accepter")
 	if err != nil {
