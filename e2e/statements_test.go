@@ -9,12 +9,14 @@ import (
 
 // Regression guards of issue 15, as counts (never times): the SQL
 // statements run on the database per answered question in an encrypted DM
-// (guichet's and mautrix's: 52 before the guard, 42 measured with it: two
-// transactions, the inbox, the question's state, the limits, the turns, the
-// usage, the outbox, and Megolm's session and index), and the room events an
-// answer costs when it completes before albert.first_message_after (one
-// message, no placeholder).
-const maxStatementsPerAnswer = 42
+// (guichet's and mautrix's: two transactions, the inbox, the question's
+// state, the limits, the turns, the usage, the outbox, and Megolm's session
+// and index; 52 before the guard, 42 measured with it), and the room events
+// an answer costs when it completes before albert.first_message_after (one
+// message, no placeholder). The count includes what runs beside the
+// answers (a sync token saved per sync, the outbox's next-attempt query),
+// which varies from run to run by a statement or two: hence the margin.
+const maxStatementsPerAnswer = 45
 
 func TestStatementsAndEventsPerAnswer(t *testing.T) {
 	w := newWorld(t)
