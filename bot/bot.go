@@ -122,6 +122,7 @@ type Store interface {
 	Enqueue(ctx context.Context, msg store.Outgoing) error
 	Due(ctx context.Context, now time.Time, limit int) ([]store.Outgoing, error)
 	NextAttempt(ctx context.Context, now time.Time) (time.Time, bool, error)
+	MarkSending(ctx context.Context, key string, at time.Time) error
 	MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error
 	Failed(ctx context.Context, key, reason string, at time.Time, permanent bool) (bool, error)
 	DMRequested(ctx context.Context, key string, at time.Time) error

@@ -375,6 +375,12 @@ func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
 	} else if m.ReplyTo != "" {
 		content.RelatesTo = &event.RelatesTo{InReplyTo: &event.InReplyTo{EventID: m.ReplyTo}}
 	}
+	if err := b.waitInFlight(ctx, m); err != nil {
+		return err
+	}
+	if err := b.store.MarkSending(ctx, m.Key, b.now()); err != nil {
+		return err
+	}
 	sendStart := time.Now()
 	resp, err := b.client.SendMessageEvent(ctx, room, event.EventMessage, &content, mautrix.ReqSendEvent{TransactionID: txnID(m.Key)})
 	b.sent(time.Since(sendStart))
@@ -393,6 +399,30 @@ func (b *Bot) send(ctx context.Context, m *store.Outgoing) error {
 	}
 	zerolog.Ctx(ctx).Debug().Str("key", m.Key).Stringer("room_id", room).Stringer("event_id", resp.EventID).Msg("Delivered message")
 	return b.store.MarkSent(ctx, m.Key, resp.EventID, b.now())
+}
+
+// inFlightGrace is how long a send may still be in progress at the
+// homeserver after guichet stopped waiting for it (a kill -9, a timeout).
+// The homeserver deduplicates a repeated transaction id only once the first
+// request has finished: repeated while the first is in flight, the message
+// was delivered twice (an approval confirmation, in the kill -9 loop on
+// PostgreSQL, where Dendrite answered sends in up to seconds).
+const inFlightGrace = 5 * time.Second
+
+// waitInFlight waits, when an earlier send of m started less than
+// inFlightGrace ago and was not recorded as delivered, until that send must
+// have finished: the homeserver then answers the repeat with the first
+// event instead of a second one.
+func (b *Bot) waitInFlight(ctx context.Context, m *store.Outgoing) error {
+	if m.SendingAt.IsZero() {
+		return nil
+	}
+	wait := m.SendingAt.Add(inFlightGrace).Sub(b.now())
+	if wait <= 0 {
+		return nil
+	}
+	zerolog.Ctx(ctx).Info().Str("key", m.Key).Dur("wait", wait).Msg("Waiting for an earlier send that may still be in flight")
+	return sleep(ctx, wait)
 }
 
 // destination is the room to send m to, once it is known that its reader

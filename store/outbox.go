@@ -77,8 +77,11 @@ type Outgoing struct {
 	CreatedAt   time.Time
 	Attempts    int
 	NextAttempt time.Time // when it may be tried again
-	GivenUpAt   time.Time // when guichet stopped trying (zero while it tries)
-	LastError   string
+	// SendingAt is when its last send started (zero: never tried); see
+	// migration 10.
+	SendingAt time.Time
+	GivenUpAt time.Time // when guichet stopped trying (zero while it tries)
+	LastError string
 	// DMRequestedAt is when a DM room was asked for it: if the answer was
 	// lost, the room may exist without DMCreated.
 	DMRequestedAt time.Time
@@ -158,21 +161,22 @@ func RetryDelay(attempts int) time.Duration {
 }
 
 const outgoingColumns = `key, room_id, dm_user, reply_to, replaces, msgtype, markdown, mentions, created_at, attempts,
-	kind, request_id, regarding, recipient, next_attempt, given_up_at, last_error, dm_requested_at, dm_created`
+	kind, request_id, regarding, recipient, next_attempt, given_up_at, last_error, dm_requested_at, dm_created, sending_at`
 
 func scanOutgoing(row dbutil.Scannable) (*Outgoing, error) {
 	var m Outgoing
 	var room, dm, reply, replaces, mentions, kind, regarding, recipient, created string
-	var createdAt, next, requested int64
+	var createdAt, next, requested, sending int64
 	var givenUp sql.NullInt64
 	err := row.Scan(&m.Key, &room, &dm, &reply, &replaces, &m.MsgType, &m.Markdown, &mentions, &createdAt, &m.Attempts,
-		&kind, &m.RequestID, &regarding, &recipient, &next, &givenUp, &m.LastError, &requested, &created)
+		&kind, &m.RequestID, &regarding, &recipient, &next, &givenUp, &m.LastError, &requested, &created, &sending)
 	if err != nil {
 		return nil, err
 	}
 	m.RoomID, m.DMUser, m.ReplyTo, m.Replaces = id.RoomID(room), id.UserID(dm), id.EventID(reply), id.EventID(replaces)
 	m.Mentions, m.CreatedAt = splitIDs(mentions), fromMS(createdAt)
 	m.Kind, m.Regarding, m.Recipient, m.DMCreated = Kind(kind), id.EventID(regarding), id.UserID(recipient), id.RoomID(created)
+	m.SendingAt = fromMS(sending)
 	m.NextAttempt, m.GivenUpAt, m.DMRequestedAt = fromMS(next), nullMS(givenUp), fromMS(requested)
 	return &m, nil
 }
@@ -233,6 +237,14 @@ func (s *Store) NextAttempt(ctx context.Context, now time.Time) (time.Time, bool
 }
 
 // MarkSent records delivery of a queued message.
+// MarkSending records that a send of the message starts at at, before the
+// request leaves (see migration 10).
+func (s *Store) MarkSending(ctx context.Context, key string, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE outbox SET sending_at=$2 WHERE key=$1`, key, ms(at))
+	return err
+}
+
+// MarkSent records that a message was delivered as eventID.
 func (s *Store) MarkSent(ctx context.Context, key string, eventID id.EventID, at time.Time) error {
 	_, err := s.db.Exec(ctx, `UPDATE outbox SET sent_at=$2, event_id=$3 WHERE key=$1`, key, ms(at), eventID)
 	return err
