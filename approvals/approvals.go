@@ -133,6 +133,11 @@ func (e *DecidedError) Unwrap() error { return ErrAlreadyDecided }
 // context of Store.InTx run in that transaction.
 type Store interface {
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
+	// LockAccess serialises, until the transaction of ctx ends, the
+	// transactions that count and change who holds access (caps and
+	// waitlists are counted, then changed): SQLite's transactions already
+	// exclude each other; PostgreSQL's do not.
+	LockAccess(ctx context.Context) error
 	// LatestRequest returns the person's most recent request or ErrNotFound.
 	LatestRequest(ctx context.Context, user id.UserID) (*Request, error)
 	// RequestByID returns one request by its number or ErrNotFound.
@@ -261,6 +266,17 @@ type Service struct {
 	now   func() time.Time
 }
 
+// inTx runs fn in one transaction holding the access lock (see
+// Store.LockAccess): two decisions never count the same free place.
+func (s *Service) inTx(ctx context.Context, fn func(ctx context.Context) error) error {
+	return s.store.InTx(ctx, func(ctx context.Context) error {
+		if err := s.store.LockAccess(ctx); err != nil {
+			return err
+		}
+		return fn(ctx)
+	})
+}
+
 // New returns a Service; now is the clock (time.Now in production).
 func New(store Store, rules Rules, now func() time.Time) *Service {
 	return &Service{store: store, rules: rules, now: now}
@@ -293,7 +309,7 @@ const (
 func (s *Service) Announce(ctx context.Context, user id.UserID, roomID id.RoomID, eventID id.EventID) (*Request, AnnounceResult, error) {
 	var req *Request
 	result := Known
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		now := s.now()
 		latest, err := s.store.LatestRequest(ctx, user)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -386,7 +402,7 @@ func (s *Service) pick(ctx context.Context, ref Ref) (*Request, error) {
 // revoked one (undoing that decision is Reverse, audited as such).
 func (s *Service) Approve(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
 	var req *Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		now := s.now()
 		latest, err := s.pick(ctx, ref)
 		if errors.Is(err, ErrNotFound) && ref.Request == 0 {
@@ -449,7 +465,7 @@ func (s *Service) decide(ctx context.Context, req *Request, from []Status, to St
 // and ErrNotLatest when a newer request of the same person replaced it.
 func (s *Service) Reverse(ctx context.Context, actor id.UserID, ref Ref, note string) (*Request, error) {
 	var req *Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		picked, err := s.pick(ctx, ref)
 		if err != nil {
 			return err
@@ -588,7 +604,7 @@ func (s *Service) fillAll(ctx context.Context) ([]*Request, error) {
 // configuration raised a cap. Each promotion is audited as ActionPromote.
 func (s *Service) Promote(ctx context.Context) ([]*Request, error) {
 	var promoted []*Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		var err error
 		promoted, err = s.fillAll(ctx)
 		return err
@@ -650,7 +666,7 @@ func (s *Service) SetOverload(ctx context.Context, actor id.UserID, on bool) ([]
 // approves the waitlisted agents that fit now (fill), in one transaction.
 func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, action, reason string, fill func(context.Context) ([]*Request, error)) ([]*Request, error) {
 	var promoted []*Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		now := s.now()
 		if err := s.store.SetSetting(ctx, key, value, now); err != nil {
 			return err
@@ -673,7 +689,7 @@ func (s *Service) setAndFill(ctx context.Context, actor id.UserID, key, value, a
 // agents that now fit) and writes no audit row: it follows the
 // configuration, it is no decision.
 func (s *Service) AssignPartners(ctx context.Context) (changed int, err error) {
-	err = s.store.InTx(ctx, func(ctx context.Context) error {
+	err = s.inTx(ctx, func(ctx context.Context) error {
 		changed = 0
 		users, err := s.store.RequestUsers(ctx)
 		if err != nil {
@@ -700,7 +716,7 @@ func (s *Service) AssignPartners(ctx context.Context) (changed int, err error) {
 func (s *Service) Revoke(ctx context.Context, actor id.UserID, ref Ref, reason string) (*Request, []*Request, error) {
 	var req *Request
 	var promoted []*Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		latest, err := s.pick(ctx, ref)
 		if err != nil {
 			return err
@@ -725,7 +741,7 @@ func (s *Service) Revoke(ctx context.Context, actor id.UserID, ref Ref, reason s
 // reason. Any other request is returned as a *DecidedError.
 func (s *Service) Reject(ctx context.Context, actor id.UserID, ref Ref, reason string) (*Request, error) {
 	var req *Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		latest, err := s.pick(ctx, ref)
 		if err != nil {
 			return err
@@ -758,7 +774,7 @@ func (s *Service) explain(ctx context.Context, ref Ref, err error) error {
 // active. It returns ErrNotGranted unless access was approved.
 func (s *Service) Accept(ctx context.Context, user id.UserID, version string) (*Request, error) {
 	var req *Request
-	err := s.store.InTx(ctx, func(ctx context.Context) error {
+	err := s.inTx(ctx, func(ctx context.Context) error {
 		now := s.now()
 		latest, err := s.store.LatestRequest(ctx, user)
 		if errors.Is(err, ErrNotFound) {

@@ -2,8 +2,10 @@ package approvals_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 
 	"maunium.net/go/mautrix/id"
@@ -601,5 +603,29 @@ func TestPromoteAfterAssignPartners(t *testing.T) {
 	}
 	if promoted, err := e.svc.Promote(e.ctx); err != nil || len(promoted) != 0 {
 		t.Errorf("Promote again = %v, %v; want nobody", users(promoted), err)
+	}
+}
+
+// Concurrent approvals never exceed a cap: a place is counted and taken in
+// one locked transaction (on PostgreSQL too, whose transactions do not
+// exclude each other as SQLite's immediate ones do).
+func TestConcurrentAutoApprovalsKeepTheCap(t *testing.T) {
+	e := newEnv(t, approvals.Rules{AutoApprove: []string{"@*:agent.dinum.tchap.gouv.fr"}, MaxActive: 1})
+	for round := range 5 {
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				user := id.UserID(fmt.Sprintf("@r%d-a%d-dinum.gouv.fr:agent.dinum.tchap.gouv.fr", round, i))
+				if _, _, err := e.svc.Announce(e.ctx, user, support, id.EventID(fmt.Sprintf("$r%d-%d", round, i))); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+		if _, used, err := e.svc.Capacity(e.ctx); err != nil || used > 1 {
+			t.Fatalf("round %d: %d agents hold access with max_active_users 1 (%v)", round, used, err)
+		}
 	}
 }

@@ -482,7 +482,7 @@ func (b *Bot) ask(ctx context.Context, pr *profile, evt *event.Event, q store.Qu
 			ticket.Success()
 			b.keyWorks(ctx, pr, start)
 			pr.alerts.resolved(ctx)
-			text := strings.TrimSpace(got.Text)
+			text := strings.TrimSpace(strings.ReplaceAll(got.Text, "\x00", "")) // PostgreSQL refuses NUL in text
 			if text == "" {
 				result.text = textEmptyAnswer
 				return result

@@ -80,7 +80,11 @@ type Config struct {
 // with a hot standby, a leader that lost its lock must send nothing more,
 // even what it had already claimed.
 type Fence interface {
+	// Check returns an error unless this process may send now.
 	Check(ctx context.Context) error
+	// Lost reports whether the leadership was lost (an expected refusal,
+	// not a failure to check).
+	Lost() bool
 }
 
 // errFenced is returned for a send refused by the fence.
@@ -95,6 +99,11 @@ func (b *Bot) fenced(ctx context.Context) error {
 		return nil
 	}
 	if err := b.fence.Check(ctx); err != nil {
+		if ctx.Err() == nil && !b.fence.Lost() {
+			// Refusing is right (the leadership cannot be checked), and it
+			// must be seen: every delivery waits for it.
+			b.log.Error().Err(err).Msg("Fence check failed: sending nothing until it works again")
+		}
 		return fmt.Errorf("%w: %v", errFenced, err)
 	}
 	return nil

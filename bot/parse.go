@@ -271,7 +271,8 @@ func normalizeText(text string) string {
 	if !visible(text) {
 		return ""
 	}
-	return strings.TrimSpace(norm.NFC.String(text))
+	// NUL is dropped: PostgreSQL refuses it in text, and it shows nothing.
+	return strings.TrimSpace(norm.NFC.String(strings.ReplaceAll(text, "\x00", "")))
 }
 
 // stripHTMLReplyFallback removes the <mx-reply> element that starts a

@@ -608,6 +608,9 @@ func (c *Config) Validate() error {
 	if c.HA.Retry < 100*time.Millisecond {
 		bad("ha.retry", "a duration of at least 100ms, e.g. 2s")
 	}
+	if c.Database.Type == "postgres" && c.Database.MaxOpenConns > 0 && c.Database.MaxOpenConns < 4 {
+		bad("database.max_open_conns", "0 (10) or at least 4 on PostgreSQL: start-up holds one connection for the migrations while they run on another, and the hot standby's leader holds one for its lock")
+	}
 	if c.Database.MaxOpenConns < 0 || c.Database.MaxIdleConns < 0 {
 		bad("database.max_open_conns", "0 (the default of the database type) or a positive number of connections")
 	}

@@ -581,6 +581,7 @@ func TestValidationProblems(t *testing.T) {
 		{name: "ha on sqlite", env: map[string]string{"GUICHET_HA_ENABLED": "true"}, want: []string{"ha.enabled"}},
 		{name: "ha on postgres", env: map[string]string{"GUICHET_HA_ENABLED": "true", "GUICHET_DATABASE_TYPE": "postgres", "GUICHET_DATABASE_URI": "postgres://guichet@db/guichet"}, want: nil},
 		{name: "ha retry too short", env: map[string]string{"GUICHET_HA_RETRY": "10ms"}, want: []string{"ha.retry"}},
+		{name: "postgres pool too small", env: map[string]string{"GUICHET_DATABASE_TYPE": "postgres", "GUICHET_DATABASE_URI": "postgres://guichet@db/guichet", "GUICHET_DATABASE_MAX_OPEN_CONNS": "2"}, want: []string{"database.max_open_conns"}},
 		{name: "negative pool", env: map[string]string{"GUICHET_DATABASE_MAX_OPEN_CONNS": "-1"}, want: []string{"database.max_open_conns"}},
 		{name: "policy url relative", env: map[string]string{"GUICHET_POLICY_URL": "/politique"}, want: []string{"policy.url"}},
 		{name: "policy version empty", env: map[string]string{"GUICHET_POLICY_VERSION": ""}, want: []string{"policy.version"}},

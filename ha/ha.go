@@ -116,6 +116,18 @@ func (e *Elector) try(ctx context.Context) (*Term, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The server must notice a leader that vanished without closing its
+	// connection (power loss, a network cut): its keepalives are two hours
+	// by default, and the lock would be held that long. These are the
+	// session's own settings (any user may set them).
+	for _, set := range []string{
+		`SET tcp_keepalives_idle = 5`, `SET tcp_keepalives_interval = 2`, `SET tcp_keepalives_count = 3`, `SET tcp_user_timeout = 10000`,
+	} {
+		if _, err := conn.ExecContext(ctx, set); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("failed to set the lock connection's keepalives: %w", err)
+		}
+	}
 	var got bool
 	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, LockKey).Scan(&got); err != nil || !got {
 		_ = conn.Close()
@@ -147,15 +159,35 @@ func (t *Term) watch() {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(t.ctx, max(t.e.cfg.Ping*4, 2*time.Second))
-		var one int
-		err := t.conn.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
-		cancel()
+		// lib/pq does not give up a read on a silent socket when the
+		// context ends: the answer is awaited in its own goroutine.
+		err := within(t.ctx, t.pingDeadline(), func(ctx context.Context) error {
+			var one int
+			return t.conn.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
+		})
 		if err != nil && t.ctx.Err() == nil {
 			t.e.log.Error().Err(err).Int64("epoch", t.Epoch).Msg("Lost the lock connection: stepping down")
 			t.lose()
 			return
 		}
+	}
+}
+
+// pingDeadline is how long the lock connection may take to answer a ping.
+func (t *Term) pingDeadline() time.Duration { return max(t.e.cfg.Ping*4, 2*time.Second) }
+
+// within runs fn and returns its error, or a timeout error after d even if
+// fn is still blocked (it then ends on its own, its result ignored).
+func within(ctx context.Context, d time.Duration, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- fn(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no answer within %s: %w", d, ctx.Err())
 	}
 }
 
@@ -183,8 +215,11 @@ func (t *Term) Check(ctx context.Context) error {
 		return ErrLostLeadership
 	}
 	var epoch int64
-	if err := t.e.db.QueryRowContext(ctx, `SELECT epoch FROM ha_leader WHERE id = 1`).Scan(&epoch); err != nil {
-		return fmt.Errorf("failed to check leadership: %w", err)
+	err := within(ctx, t.pingDeadline(), func(ctx context.Context) error {
+		return t.e.db.QueryRowContext(ctx, `SELECT epoch FROM ha_leader WHERE id = 1`).Scan(&epoch)
+	})
+	if err != nil {
+		return fmt.Errorf("failed to check leadership: %w", err) // fails closed: nothing is sent
 	}
 	if epoch != t.Epoch {
 		t.e.log.Error().Int64("epoch", t.Epoch).Int64("current", epoch).Msg("Another guichet took over: stepping down")
@@ -203,9 +238,12 @@ func (t *Term) Release() {
 			t.e.cfg.OnChange(false)
 		}
 	})
-	<-t.done
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, _ = t.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, LockKey)
-	_ = t.conn.Close()
+	<-t.done // watch waits no longer than pingDeadline for a ping
+	// The unlock may hang on a dead connection: bounded, then the
+	// connection is dropped (the server releases the lock with the session).
+	_ = within(context.Background(), 5*time.Second, func(ctx context.Context) error {
+		_, err := t.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1)`, LockKey)
+		return err
+	})
+	go func() { _ = t.conn.Close() }()
 }

@@ -132,6 +132,7 @@ type Metrics struct {
 	leader         prometheus.Gauge
 	leaderChanges  prometheus.Counter
 	leading        atomic.Bool
+	leadingSince   atomic.Int64 // unix ns of the last Leader(true)
 
 	mu           sync.Mutex
 	synced       time.Time // last successful sync
@@ -215,12 +216,23 @@ func New(src Sources) *Metrics {
 func (m *Metrics) Leader(leading bool) {
 	if m.leading.Swap(leading) != leading {
 		m.leaderChanges.Inc()
+		if leading {
+			m.leadingSince.Store(time.Now().UnixNano())
+		}
 	}
 	if leading {
 		m.leader.Set(1)
 	} else {
 		m.leader.Set(0)
 	}
+}
+
+// LeadingSince is when this process last became the leader (zero if never).
+func (m *Metrics) LeadingSince() time.Time {
+	if ns := m.leadingSince.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 // Leading reports what Leader last recorded.

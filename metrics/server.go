@@ -104,6 +104,13 @@ func (h *health) problem(ctx context.Context) string {
 	if last.Before(h.started) {
 		last = h.started
 	}
+	if h.cfg.Leading != nil {
+		// A standby that just took over has not synced yet: counted from
+		// the takeover, not from the process's start.
+		if since := h.m.LeadingSince(); last.Before(since) {
+			last = since
+		}
+	}
 	if age := now.Sub(last); age > h.cfg.MaxSyncAge {
 		if synced.IsZero() {
 			return fmt.Sprintf("no successful sync with the homeserver since the start, %s ago", age.Truncate(time.Second))

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix/id"
 
 	"guichet/approvals"
@@ -278,6 +279,16 @@ func (s *Store) CountByStatus(ctx context.Context) (map[approvals.Status]int, er
 		out[approvals.Status(st)] = n
 	}
 	return out, rows.Err()
+}
+
+// LockAccess implements approvals.Store: on PostgreSQL a lock held until
+// the transaction ends; nothing on SQLite, whose transactions are immediate.
+func (s *Store) LockAccess(ctx context.Context) error {
+	if s.db.Dialect != dbutil.Postgres {
+		return nil
+	}
+	_, err := s.db.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('guichet.access'))`)
+	return err
 }
 
 // CountByPartner counts requests per partner ("" : the default profile) and

@@ -130,6 +130,28 @@ func (s *Store) UsageByPartnerDay(ctx context.Context, from, to time.Time, partn
 // writing to it (nor creating it when it is missing). Call CheckVersion
 // rather than Upgrade on its Store.
 func OpenReadOnly(path string) (*dbutil.Database, error) {
+	return openReadOnlySQLite(path)
+}
+
+// OpenReport opens a database of any type for a report that only reads:
+// SQLite read-only (OpenReadOnly), or PostgreSQL in read-only transactions
+// (default_transaction_read_only), one connection.
+func OpenReport(dialect, uri string) (*dbutil.Database, error) {
+	if dialect != DialectPostgres {
+		return OpenReadOnly(uri)
+	}
+	db, err := OpenDatabase(DialectPostgres, uri, 1, 1)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.RawDB.Exec(`SET default_transaction_read_only = on`); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("failed to make the session read-only: %w", err)
+	}
+	return db, nil
+}
+
+func openReadOnlySQLite(path string) (*dbutil.Database, error) {
 	uri := path
 	if !strings.HasPrefix(uri, "file:") {
 		uri = "file:" + strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23").Replace(uri)

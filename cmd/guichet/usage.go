@@ -92,7 +92,7 @@ func runUsage(args []string, lookupEnv func(string) (string, bool), stdout, stde
 	}
 
 	ctx := context.Background()
-	db, err := store.OpenReadOnly(cfg.Database.URI)
+	db, err := store.OpenReport(cfg.Database.Type, cfg.Database.URI)
 	if err != nil {
 		fmt.Fprintln(stderr, "guichet usage:", err)
 		return exitStartup
@@ -222,7 +222,7 @@ func readUsageSettings(file string, lookupEnv func(string) (string, bool)) (*con
 			return nil, fmt.Errorf("failed to read config file %s: %w", file, err)
 		}
 	}
-	for key, dst := range map[string]*string{"database.uri": &cfg.Database.URI, "limits.timezone": &cfg.Limits.Timezone} {
+	for key, dst := range map[string]*string{"database.type": &cfg.Database.Type, "database.uri": &cfg.Database.URI, "limits.timezone": &cfg.Limits.Timezone} {
 		if v.IsSet(key) {
 			*dst = v.GetString(key)
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"maunium.net/go/mautrix/id"
 
+	"guichet/internal/pgtest"
 	"guichet/store"
 )
 
@@ -82,8 +83,13 @@ const usageHeaderLine = "partner,partner_name,day,questions,prompt_tokens,comple
 // when it returns as after the service stopped.
 func fillUsageDB(t *testing.T, path string, calls []usageCall) {
 	t.Helper()
+	fillUsageDatabase(t, store.DialectSQLite, path, calls)
+}
+
+func fillUsageDatabase(t *testing.T, dialect, uri string, calls []usageCall) {
+	t.Helper()
 	ctx := context.Background()
-	db, err := store.Open(path)
+	db, err := store.OpenDatabase(dialect, uri, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,5 +316,36 @@ func TestUsageSubcommand(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "-month is required") || stdout.Len() > 0 {
 		t.Errorf("without -month: stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+}
+
+// The report reads a PostgreSQL deployment too (database.type postgres),
+// in read-only transactions.
+func TestUsageCommandOnPostgres(t *testing.T) {
+	if _, err := pgtest.BinDir(); err != nil {
+		t.Skip(err)
+	}
+	srv, err := pgtest.Shared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uri, err := srv.NewDatabase(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, []byte(usageConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fillUsageDatabase(t, store.DialectPostgres, uri, usageCalls)
+	var out, errOut bytes.Buffer
+	env := usageEnv(uri, true, map[string]string{"GUICHET_DATABASE_TYPE": "postgres"})
+	if code := run([]string{"usage", "-config", file, "-month", "2026-10", "-partner", "justice"}, env, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	want := `justice,"Ministère de la Justice, DACG",2026-10-03,2,30,15,1,0.3,0.03,0.003`
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("CSV =\n%s\nwant a line %s", out.String(), want)
 	}
 }

@@ -80,6 +80,7 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStale()
 	dir, err := os.MkdirTemp("", "guichet-pg-")
 	if err != nil {
 		return nil, err
@@ -147,6 +148,26 @@ func Start(ctx context.Context) (*Server, error) {
 			return nil, fmt.Errorf("postgres did not accept connections in time: %w", err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// removeStale deletes the folders of servers earlier test processes left
+// (a shared server stops with its process, its folder stays): those older
+// than ten minutes whose postmaster is gone.
+func removeStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "guichet-pg-*"))
+	for _, dir := range dirs {
+		info, err := os.Stat(dir)
+		if err != nil || time.Since(info.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				continue // still running
+			}
+		}
+		_ = os.RemoveAll(dir)
 	}
 }
 

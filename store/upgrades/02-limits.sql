@@ -9,8 +9,8 @@ CREATE TABLE limit_state (
     bucket          DOUBLE PRECISION NOT NULL CHECK (bucket >= 0),
     refilled_at     BIGINT  NOT NULL,
     day             TEXT    NOT NULL,                     -- YYYY-MM-DD in limits.timezone
-    messages        INTEGER NOT NULL DEFAULT 0 CHECK (messages >= 0),
-    tokens          INTEGER NOT NULL DEFAULT 0 CHECK (tokens >= 0),
+    messages        BIGINT  NOT NULL DEFAULT 0 CHECK (messages >= 0),
+    tokens          BIGINT  NOT NULL DEFAULT 0 CHECK (tokens >= 0),
     warned_messages BOOLEAN NOT NULL DEFAULT false,
     warned_tokens   BOOLEAN NOT NULL DEFAULT false
 );
@@ -18,8 +18,8 @@ CREATE TABLE limit_state (
 -- Limits a moderator set for one agent (!quota @agent ...); 0 keeps the default.
 CREATE TABLE limit_override (
     user_id             TEXT    PRIMARY KEY,
-    messages_per_minute INTEGER NOT NULL DEFAULT 0 CHECK (messages_per_minute >= 0),
-    messages_per_day    INTEGER NOT NULL DEFAULT 0 CHECK (messages_per_day >= 0),
-    tokens_per_day      INTEGER NOT NULL DEFAULT 0 CHECK (tokens_per_day >= 0),
+    messages_per_minute BIGINT  NOT NULL DEFAULT 0 CHECK (messages_per_minute >= 0),
+    messages_per_day    BIGINT  NOT NULL DEFAULT 0 CHECK (messages_per_day >= 0),
+    tokens_per_day      BIGINT  NOT NULL DEFAULT 0 CHECK (tokens_per_day >= 0),
     set_at              BIGINT  NOT NULL
 );
