@@ -611,9 +611,9 @@ func TestPromoteAfterAssignPartners(t *testing.T) {
 // exclude each other as SQLite's immediate ones do).
 func TestConcurrentAutoApprovalsKeepTheCap(t *testing.T) {
 	e := newEnv(t, approvals.Rules{AutoApprove: []string{"@*:agent.dinum.tchap.gouv.fr"}, MaxActive: 1})
-	for round := range 5 {
+	for round := range 20 {
 		var wg sync.WaitGroup
-		for i := range 3 {
+		for i := range 4 {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
