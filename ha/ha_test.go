@@ -206,4 +206,3 @@ func (p *freezingProxy) relay(dst, src net.Conn) {
 }
 
 func (p *freezingProxy) freeze() { p.frozen.Store(true) }
-
