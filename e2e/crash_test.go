@@ -281,6 +281,23 @@ func (l crashLoop) run(tb testing.TB) crashFigures {
 	if f.Lost+f.Doubled+f.Stuck > 0 || f.Counted != f.Questions {
 		logTail(tb, "guichet (last run)", filepath.Join(w.dir, fmt.Sprintf("guichet-%02d.log", run)))
 	}
+	if f.Welcomes != f.Newcomers || f.WelcomesDoubled+f.DecisionsDoubled > 0 {
+		// What happened to the newcomers' messages, run by run: their
+		// outbox keys, DMs and sends.
+		for r := 1; r <= run; r++ {
+			path := filepath.Join(w.dir, fmt.Sprintf("guichet-%02d.log", r))
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, "nouveau") || strings.Contains(line, `"key":"welcome:`) || strings.Contains(line, `"key":"cmd:`) ||
+					strings.Contains(line, "in flight") || strings.Contains(line, "direct message") {
+					tb.Logf("run %02d: %s", r, line)
+				}
+			}
+		}
+	}
 	return f
 }
 
