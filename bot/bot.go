@@ -347,7 +347,13 @@ func (b *Bot) connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("failed to set up encryption: %w", err)
 	}
-	if b.cfg.AccessToken == "" && !b.resumeSession(ctx, cli) {
+	resumed := false
+	if b.cfg.AccessToken == "" {
+		if resumed, err = b.resumeSession(ctx, cli); err != nil {
+			return err
+		}
+	}
+	if b.cfg.AccessToken == "" && !resumed {
 		helper.LoginAs = &mautrix.ReqLogin{
 			Type:                     mautrix.AuthTypePassword,
 			Identifier:               mautrix.UserIdentifier{Type: mautrix.IdentifierTypeUser, User: string(b.cfg.UserID)},
@@ -403,24 +409,45 @@ const sessionKey = "matrix_session"
 // still valid. Keeping one token keeps the homeserver's transaction-id
 // deduplication working across restarts, so a send interrupted by a crash and
 // repeated afterwards is not delivered twice.
-func (b *Bot) resumeSession(ctx context.Context, cli *mautrix.Client) bool {
+// sessionRetries is how many times a saved session is checked again when
+// the homeserver does not answer (1 s, 2 s, … apart: about 45 s in all).
+const sessionRetries = 9
+
+func (b *Bot) resumeSession(ctx context.Context, cli *mautrix.Client) (bool, error) {
 	raw, ok, err := b.store.Setting(ctx, sessionKey)
 	if err != nil || !ok {
-		return false
+		return false, nil
 	}
 	user, rest, _ := strings.Cut(raw, "|")
 	device, token, _ := strings.Cut(rest, "|")
 	if id.UserID(user) != b.cfg.UserID || device == "" || token == "" {
-		return false
+		return false, nil
 	}
 	cli.AccessToken, cli.DeviceID = token, id.DeviceID(device)
 	resp, err := cli.Whoami(ctx)
+	// Only the homeserver saying the token is gone ends the session: a
+	// busy or restarting homeserver must not make guichet log in again,
+	// which would create a new device (agents' clients would then see a
+	// new, unverified device, and the homeserver would no longer recognise
+	// the transaction ids of sends repeated after a crash).
+	for attempt := 0; err != nil && !errors.Is(err, mautrix.MUnknownToken) && !errors.Is(err, mautrix.MForbidden) && attempt < sessionRetries; attempt++ {
+		zerolog.Ctx(ctx).Warn().Err(err).Int("attempt", attempt+1).Msg("Failed to check the saved session: trying again")
+		if sleep(ctx, time.Duration(attempt+1)*time.Second) != nil {
+			break
+		}
+		resp, err = cli.Whoami(ctx)
+	}
+	if err != nil && !errors.Is(err, mautrix.MUnknownToken) && !errors.Is(err, mautrix.MForbidden) {
+		// Still no answer: better to stop (and be restarted) than to
+		// replace the device.
+		return false, fmt.Errorf("failed to check the saved session with the homeserver: %w", err)
+	}
 	if err != nil || resp.DeviceID != cli.DeviceID {
 		zerolog.Ctx(ctx).Info().Err(err).Msg("Saved session no longer valid, logging in again")
 		cli.AccessToken, cli.DeviceID = "", b.cfg.DeviceID
-		return false
+		return false, nil
 	}
-	return true
+	return true, nil
 }
 
 func (b *Bot) saveSession(ctx context.Context, cli *mautrix.Client) {
