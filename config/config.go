@@ -454,6 +454,30 @@ func splitList(in []string) []string {
 	return out
 }
 
+// badUserGlob returns the first of globs that is not a user-id glob
+// (path.Match syntax, "@" first, a ":" before the server), if any.
+func badUserGlob(globs []string) (string, bool) {
+	for _, g := range globs {
+		if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") || !strings.Contains(g, ":") {
+			return g, true
+		}
+	}
+	return "", false
+}
+
+// badCollection returns the first collection id that is not positive or
+// repeats an earlier one, if any.
+func badCollection(ids []int) (int, bool) {
+	seen := map[int]bool{}
+	for _, cid := range ids {
+		if cid <= 0 || seen[cid] {
+			return cid, true
+		}
+		seen[cid] = true
+	}
+	return 0, false
+}
+
 // Problem is one invalid key.
 type Problem struct {
 	Key  string
@@ -516,11 +540,8 @@ func (c *Config) Validate() error {
 		globs []string
 	}{{"access.auto_approve", c.Access.AutoApprove}, {"access.deny", c.Access.Deny}} {
 		key := rule.key
-		for _, g := range rule.globs {
-			if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") || !strings.Contains(g, ":") {
-				bad(key, fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
-				break
-			}
+		if g, ok := badUserGlob(rule.globs); ok {
+			bad(key, fmt.Sprintf("user-id globs like @*:agent.dinum.tchap.gouv.fr, got %q", g))
 		}
 	}
 	if c.Access.MaxActiveUsers < 0 {
@@ -565,13 +586,8 @@ func (c *Config) Validate() error {
 	if c.Conversation.IdleReset < time.Minute {
 		bad("conversation.idle_reset", "a duration of at least 1m, e.g. 30m")
 	}
-	seen := map[int]bool{}
-	for _, cid := range c.Retrieval.Collections {
-		if cid <= 0 || seen[cid] {
-			bad("retrieval.collections", fmt.Sprintf("distinct positive collection ids from Albert's /v1/collections, e.g. [150281, 139226], got %d", cid))
-			break
-		}
-		seen[cid] = true
+	if cid, ok := badCollection(c.Retrieval.Collections); ok {
+		bad("retrieval.collections", fmt.Sprintf("distinct positive collection ids from Albert's /v1/collections, e.g. [150281, 139226], got %d", cid))
 	}
 	switch c.Retrieval.Method {
 	case "semantic", "hybrid", "lexical":

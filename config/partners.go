@@ -3,7 +3,6 @@ package config
 import (
 	"fmt"
 	"os"
-	"path"
 	"regexp"
 	"strings"
 
@@ -247,11 +246,8 @@ func (c *Config) validatePartners(bad func(key, want string)) {
 		if len(p.Match) == 0 {
 			bad(key+".match", "at least one user-id glob, e.g. @*-justice.gouv.fr:*")
 		}
-		for _, g := range p.Match {
-			if _, err := path.Match(g, ""); err != nil || !strings.HasPrefix(g, "@") || !strings.Contains(g, ":") {
-				bad(key+".match", fmt.Sprintf("user-id globs like @*-justice.gouv.fr:*, got %q", g))
-				break
-			}
+		if g, ok := badUserGlob(p.Match); ok {
+			bad(key+".match", fmt.Sprintf("user-id globs like @*-justice.gouv.fr:*, got %q", g))
 		}
 		if p.Albert.APIKey == "" {
 			bad(key+".albert.api_key", fmt.Sprintf("required, the partner's own Albert key (better through %s)", PartnerKeyEnv(p.ID)))
@@ -259,13 +255,8 @@ func (c *Config) validatePartners(bad func(key, want string)) {
 		if p.Albert.BaseURL != "" && !isHTTPURL(p.Albert.BaseURL) {
 			bad(key+".albert.base_url", "empty (albert.base_url) or an http(s) URL ending in /v1")
 		}
-		ids := map[int]bool{}
-		for _, cid := range p.Retrieval.Collections {
-			if cid <= 0 || ids[cid] {
-				bad(key+".retrieval.collections", fmt.Sprintf("distinct positive collection ids, got %d", cid))
-				break
-			}
-			ids[cid] = true
+		if cid, ok := badCollection(p.Retrieval.Collections); ok {
+			bad(key+".retrieval.collections", fmt.Sprintf("distinct positive collection ids, got %d", cid))
 		}
 		for _, lim := range []struct {
 			name string
