@@ -140,6 +140,10 @@ type Store interface {
 	LockAccess(ctx context.Context) error
 	// LatestRequest returns the person's most recent request or ErrNotFound.
 	LatestRequest(ctx context.Context, user id.UserID) (*Request, error)
+	// LatestRequestAndConsent is LatestRequest and whether the person
+	// accepted the policy version, in one read (it is asked at every
+	// question).
+	LatestRequestAndConsent(ctx context.Context, user id.UserID, version string) (*Request, bool, error)
 	// RequestByID returns one request by its number or ErrNotFound.
 	RequestByID(ctx context.Context, reqID int64) (*Request, error)
 	// CreateRequest inserts req and sets its ID.
@@ -818,15 +822,11 @@ type Standing struct {
 
 // Status returns user's standing under the current policy version.
 func (s *Service) Status(ctx context.Context, user id.UserID, policyVersion string) (Standing, error) {
-	latest, err := s.store.LatestRequest(ctx, user)
+	latest, ok, err := s.store.LatestRequestAndConsent(ctx, user, policyVersion)
 	if errors.Is(err, ErrNotFound) {
 		return Standing{}, nil
 	} else if err != nil {
 		return Standing{}, fmt.Errorf("failed to read status of %s: %w", user, err)
-	}
-	_, ok, err := s.store.ConsentedAt(ctx, user, policyVersion)
-	if err != nil {
-		return Standing{}, fmt.Errorf("failed to read consent of %s: %w", user, err)
 	}
 	return Standing{Request: latest, Consented: ok}, nil
 }

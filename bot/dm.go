@@ -160,8 +160,11 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 			r.after = append(r.after, warnings...)
 		}
 		if r != nil && r.text != "" {
+			// Recipient: the one who asked reads all of it (and the outbox
+			// need not look up whose DM this is).
 			for i, n := range r.notices {
 				msg := outgoingNotice(fmt.Sprintf("notice:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
+				msg.Recipient = item.Sender
 				if err := b.store.Enqueue(ctx, msg); err != nil {
 					return err
 				}
@@ -169,7 +172,8 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 			for i, part := range splitAnswer(r.text, item.RoomID) {
 				msg := store.Outgoing{
 					Key: "reply:" + item.EventID.String(), Kind: store.KindReply, RoomID: item.RoomID, ReplyTo: item.EventID,
-					Regarding: item.EventID, Replaces: r.replaces, MsgType: string(r.msgType), Markdown: part, CreatedAt: b.now(),
+					Regarding: item.EventID, Recipient: item.Sender, Replaces: r.replaces, MsgType: string(r.msgType), Markdown: part,
+					CreatedAt: b.now(),
 				}
 				if i > 0 {
 					msg.Key, msg.Replaces = fmt.Sprintf("reply:%s:%d", item.EventID, i+1), ""
@@ -181,6 +185,7 @@ func (b *Bot) finish(ctx context.Context, item store.InboxItem, r *reply) {
 			}
 			for i, n := range r.after {
 				msg := outgoingNotice(fmt.Sprintf("after:%s:%d", item.EventID, i), item.RoomID, "", n, b.now())
+				msg.Recipient = item.Sender
 				if err := b.store.Enqueue(ctx, msg); err != nil {
 					return err
 				}

@@ -44,21 +44,31 @@ func (b *Bot) nudge() {
 func (b *Bot) deliverLoop(ctx context.Context) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	var retryAt time.Time // when the retries need the next pass; zero: ask the outbox
 	for {
+		fired := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-b.wake:
 		case <-timer.C:
+			fired = true
 		}
-		b.deliverPending(ctx)
+		failures := b.deliverPending(ctx)
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
 			default:
 			}
 		}
-		timer.Reset(b.nextPass(ctx))
+		// Only a failed send schedules a retry (store.Failed): after a
+		// pass without one, woken before the timer, the schedule read last
+		// still holds. This spares a query per answer sent.
+		now := b.now()
+		if fired || failures > 0 || retryAt.IsZero() {
+			retryAt = now.Add(b.nextPass(ctx))
+		}
+		timer.Reset(max(retryAt.Sub(now), 0))
 	}
 }
 
@@ -80,8 +90,11 @@ const outboxParallel = 8
 // deliverPending sends the messages due now. A message that fails is tried
 // again later, on its own schedule (store.RetryDelay), and only the later
 // messages of its own room wait for it; one that cannot be delivered is
-// given up at once, and the people concerned are told.
-func (b *Bot) deliverPending(ctx context.Context) {
+// given up at once, and the people concerned are told. It returns how many
+// sends failed.
+func (b *Bot) deliverPending(ctx context.Context) (failures int64) {
+	var failed atomic.Int64
+	defer func() { failures = failed.Load() }()
 	for ctx.Err() == nil {
 		msgs, err := b.store.Due(ctx, b.now(), outboxPage)
 		if err != nil {
@@ -122,6 +135,7 @@ func (b *Bot) deliverPending(ctx context.Context) {
 					if ctx.Err() != nil && errors.Is(err, context.Canceled) || errors.Is(err, errFenced) {
 						return // cut by shutdown, or no longer the leader: not a failure of the message
 					}
+					failed.Add(1)
 					gaveUp, ok := b.failed(ctx, m, err)
 					if ok {
 						done.Add(1)
@@ -137,6 +151,7 @@ func (b *Bot) deliverPending(ctx context.Context) {
 			return
 		}
 	}
+	return
 }
 
 // failed records a failed attempt at m and, when m is given up, tells the

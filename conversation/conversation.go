@@ -67,14 +67,11 @@ type Prefs struct {
 // Store is what conversations need from persistence. Calls made with the
 // context of a transaction (see the store package's InTx) run in it.
 type Store interface {
-	// ConversationStart returns when room's current conversation started
-	// (zero if never reset).
-	ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error)
 	// StartConversation starts a new conversation in room at a time:
 	// earlier turns are no longer context.
 	StartConversation(ctx context.Context, room id.RoomID, at time.Time) error
-	// RecentTurns returns at most limit latest turns in room at or after
-	// since, oldest first.
+	// RecentTurns returns at most limit latest turns of room's current
+	// conversation (see StartConversation) at or after since, oldest first.
 	RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]Turn, error)
 	// QuotedTurn returns the turn a message in room replies to: a question
 	// (by its event), or an answer (by its placeholder, or by any of the
@@ -205,11 +202,7 @@ type Prompt struct {
 func (s *Service) Prompt(ctx context.Context, q Question) (*Prompt, error) {
 	now := s.now()
 	p := &Prompt{Question: q, At: now}
-	start, err := s.store.ConversationStart(ctx, q.Room)
-	if err != nil {
-		return nil, err
-	}
-	turns, err := s.store.RecentTurns(ctx, q.Room, start, maxTurns)
+	turns, err := s.store.RecentTurns(ctx, q.Room, time.Time{}, maxTurns)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read conversation: %w", err)
 	}

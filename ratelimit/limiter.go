@@ -19,14 +19,13 @@ type Store interface {
 	// InTx runs fn in one transaction, serialized with other writers; the
 	// methods below join it when called with the context fn receives.
 	InTx(ctx context.Context, fn func(ctx context.Context) error) error
-	// LimitState returns user's counters, or the zero State for an agent
-	// never seen.
-	LimitState(ctx context.Context, user id.UserID) (State, error)
+	// AgentLimits returns, in one read, user's counters (the zero State
+	// for an agent never seen) and the limits a moderator set for user
+	// (override is false when there are none). In a transaction it also
+	// holds user's counters until the transaction ends.
+	AgentLimits(ctx context.Context, user id.UserID) (st State, set Limits, override bool, err error)
 	// SaveLimitState records user's counters.
 	SaveLimitState(ctx context.Context, user id.UserID, st State) error
-	// LimitOverride returns the limits a moderator set for user; ok is
-	// false when there are none.
-	LimitOverride(ctx context.Context, user id.UserID) (lim Limits, ok bool, err error)
 	// SetLimitOverride records a moderator's limits for user, replacing
 	// earlier ones; the zero Limits deletes them.
 	SetLimitOverride(ctx context.Context, user id.UserID, lim Limits, at time.Time) error
@@ -55,15 +54,12 @@ func (l *Limiter) Exempt(user id.UserID) bool { return matchAny(l.cfg.Exempt, us
 // load returns user's effective limits (all zero when exempt), whether a
 // moderator set an override, and user's counters.
 func (l *Limiter) load(ctx context.Context, user id.UserID, overloaded bool) (lim Limits, override bool, st State, err error) {
-	set, override, err := l.store.LimitOverride(ctx, user)
+	st, set, override, err := l.store.AgentLimits(ctx, user)
 	if err != nil {
 		return Limits{}, false, State{}, fmt.Errorf("failed to read limits of %s: %w", user, err)
 	}
 	if !l.Exempt(user) {
 		lim = l.cfg.effective(set, overloaded)
-	}
-	if st, err = l.store.LimitState(ctx, user); err != nil {
-		return Limits{}, false, State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
 	}
 	return lim, override, st, nil
 }
@@ -125,7 +121,7 @@ func (l *Limiter) Record(ctx context.Context, user id.UserID, tokens int, overlo
 // taken off the daily count after it.
 func (l *Limiter) Refund(ctx context.Context, user id.UserID) error {
 	err := l.store.InTx(ctx, func(ctx context.Context) error {
-		st, err := l.store.LimitState(ctx, user)
+		st, _, _, err := l.store.AgentLimits(ctx, user)
 		if err != nil {
 			return err
 		}
@@ -177,7 +173,7 @@ func (l *Limiter) SetOverride(ctx context.Context, user id.UserID, lim Limits) e
 // Override returns the limits a moderator set for user (ok is false when
 // there are none), as set: defaults and overload mode not applied.
 func (l *Limiter) Override(ctx context.Context, user id.UserID) (Limits, bool, error) {
-	lim, ok, err := l.store.LimitOverride(ctx, user)
+	_, lim, ok, err := l.store.AgentLimits(ctx, user)
 	if err != nil {
 		return Limits{}, false, fmt.Errorf("failed to read limits of %s: %w", user, err)
 	}

@@ -48,11 +48,13 @@ func scanTurn(row interface{ Scan(...any) error }) (conversation.Turn, error) {
 	return t, err
 }
 
-// RecentTurns returns at most limit latest turns in room since a time,
-// oldest first.
+// RecentTurns returns at most limit latest turns of room's current
+// conversation (see StartConversation) since a time, oldest first.
 func (s *Store) RecentTurns(ctx context.Context, room id.RoomID, since time.Time, limit int) ([]conversation.Turn, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+turnColumns+` FROM
-		(SELECT id, `+turnColumns+` FROM conversation_turn WHERE room_id=$1 AND at >= $3 ORDER BY id DESC LIMIT $2) AS recent
+		(SELECT id, `+turnColumns+` FROM conversation_turn WHERE room_id=$1 AND at >= $3
+			AND at >= COALESCE((SELECT started_at FROM conversation WHERE room_id=$1), 0)
+			ORDER BY id DESC LIMIT $2) AS recent
 		ORDER BY id`, room, limit, ms(since))
 	if err != nil {
 		return nil, err
@@ -126,16 +128,6 @@ func (s *Store) LastExchange(ctx context.Context, room id.RoomID) (*conversation
 		}
 	}
 	return &ex, nil
-}
-
-// ConversationStart returns when room's current conversation started.
-func (s *Store) ConversationStart(ctx context.Context, room id.RoomID) (time.Time, error) {
-	var at int64
-	err := s.db.QueryRow(ctx, `SELECT started_at FROM conversation WHERE room_id=$1`, room).Scan(&at)
-	if isNoRows(err) {
-		return time.Time{}, nil
-	}
-	return fromMS(at), err
 }
 
 // StartConversation starts a new conversation in room: earlier turns are no

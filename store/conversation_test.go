@@ -72,6 +72,16 @@ func TestTurns(t *testing.T) {
 	if got[0].Role != want.Role || got[0].Question != want.Question || !got[0].At.Equal(want.At) || got[1].Question != "$q2" || got[1].Role != "assistant" {
 		t.Errorf("turns = %+v, want %+v and its answer", got, want)
 	}
+	// A new conversation: earlier turns are no longer read.
+	if err := st.StartConversation(ctx, dm, t0.Add(3500*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := st.RecentTurns(ctx, dm, time.Time{}, 50); len(got) != 2 || got[0].Content != "m4" {
+		t.Errorf("RecentTurns after StartConversation = %+v, want m4 and m5", got)
+	}
+	if got, _ := st.RecentTurns(ctx, other, time.Time{}, 50); len(got) != 2 {
+		t.Errorf("RecentTurns of another room after StartConversation = %+v, want its two turns", got)
+	}
 	if n, err := st.CountQuestions(ctx, alice); err != nil || n != 3 {
 		t.Errorf("CountQuestions(alice) = %d, %v; want 3", n, err)
 	}

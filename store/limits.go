@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,8 +17,13 @@ import (
 var _ ratelimit.Store = (*Store)(nil)
 
 const (
-	limitStateQuery = `SELECT admitted, bucket, refilled_at, day, messages, tokens, warned_messages, warned_tokens
-		FROM limit_state WHERE user_id=$1`
+	// agentLimitsQuery reads an agent's counters and override in one
+	// statement: one row, with NULLs for what is not there.
+	agentLimitsQuery = `SELECT s.admitted, s.bucket, s.refilled_at, s.day, s.messages, s.tokens, s.warned_messages, s.warned_tokens,
+			o.messages_per_minute, o.messages_per_day, o.tokens_per_day
+		FROM (SELECT CAST($1 AS TEXT) AS user_id) AS agent
+		LEFT JOIN limit_state AS s ON s.user_id=agent.user_id
+		LEFT JOIN limit_override AS o ON o.user_id=agent.user_id`
 	// The read-modify-write runs in the limiter's transaction, which SQLite
 	// takes as immediate: no other writer can come between. PostgreSQL
 	// serialises it with limitLockQuery.
@@ -27,7 +33,6 @@ const (
 		ON CONFLICT (user_id) DO UPDATE SET admitted=excluded.admitted, bucket=excluded.bucket,
 			refilled_at=excluded.refilled_at, day=excluded.day, messages=excluded.messages, tokens=excluded.tokens,
 			warned_messages=excluded.warned_messages, warned_tokens=excluded.warned_tokens`
-	limitOverrideQuery    = `SELECT messages_per_minute, messages_per_day, tokens_per_day FROM limit_override WHERE user_id=$1`
 	setLimitOverrideQuery = `
 		INSERT INTO limit_override (user_id, messages_per_minute, messages_per_day, tokens_per_day, set_at)
 		VALUES ($1, $2, $3, $4, $5)
@@ -41,29 +46,45 @@ const (
 	limitLockQuery = `SELECT pg_advisory_xact_lock(hashtext('guichet.limit_state:' || $1))`
 )
 
+// AgentLimits returns, in one statement, user's rate-limit counters (the
+// zero State for an agent never seen) and the limits a moderator set for
+// them (override is false when there are none). On PostgreSQL it first
+// locks user's counters until the transaction ends (see limitLockQuery).
+func (s *Store) AgentLimits(ctx context.Context, user id.UserID) (st ratelimit.State, set ratelimit.Limits, override bool, err error) {
+	if s.db.Dialect == dbutil.Postgres {
+		if _, err := s.db.Exec(ctx, limitLockQuery, user); err != nil {
+			return st, set, false, fmt.Errorf("failed to lock the limits of %s: %w", user, err)
+		}
+	}
+	var admitted, day sql.NullString
+	var bucket sql.NullFloat64
+	var refilled, messages, tokens, perMinute, perDay, tokensPerDay sql.NullInt64
+	var warnedMessages, warnedTokens sql.NullBool
+	err = s.db.QueryRow(ctx, agentLimitsQuery, user).Scan(&admitted, &bucket, &refilled, &day, &messages, &tokens,
+		&warnedMessages, &warnedTokens, &perMinute, &perDay, &tokensPerDay)
+	if err != nil {
+		return st, set, false, fmt.Errorf("failed to read the limits and counters of %s: %w", user, err)
+	}
+	if day.Valid {
+		if st.Admitted, err = parseAdmitted(admitted.String); err != nil {
+			return ratelimit.State{}, set, false, fmt.Errorf("failed to read counters of %s: %w", user, err)
+		}
+		st.Bucket, st.RefilledAt, st.Day = bucket.Float64, fromMS(refilled.Int64), day.String
+		st.Messages, st.Tokens = int(messages.Int64), int(tokens.Int64)
+		st.WarnedMessages, st.WarnedTokens = warnedMessages.Bool, warnedTokens.Bool
+	}
+	if perMinute.Valid {
+		override = true
+		set = ratelimit.Limits{MessagesPerMinute: int(perMinute.Int64), MessagesPerDay: int(perDay.Int64), TokensPerDay: int(tokensPerDay.Int64)}
+	}
+	return st, set, override, nil
+}
+
 // LimitState returns user's rate-limit counters, or the zero State for an
 // agent never seen.
 func (s *Store) LimitState(ctx context.Context, user id.UserID) (ratelimit.State, error) {
-	var st ratelimit.State
-	var admitted string
-	var refilled int64
-	if s.db.Dialect == dbutil.Postgres {
-		if _, err := s.db.Exec(ctx, limitLockQuery, user); err != nil {
-			return st, fmt.Errorf("failed to lock the limits of %s: %w", user, err)
-		}
-	}
-	err := s.db.QueryRow(ctx, limitStateQuery, user).
-		Scan(&admitted, &st.Bucket, &refilled, &st.Day, &st.Messages, &st.Tokens, &st.WarnedMessages, &st.WarnedTokens)
-	if isNoRows(err) {
-		return ratelimit.State{}, nil
-	} else if err != nil {
-		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
-	}
-	if st.Admitted, err = parseAdmitted(admitted); err != nil {
-		return ratelimit.State{}, fmt.Errorf("failed to read counters of %s: %w", user, err)
-	}
-	st.RefilledAt = fromMS(refilled)
-	return st, nil
+	st, _, _, err := s.AgentLimits(ctx, user)
+	return st, err
 }
 
 // SaveLimitState records user's rate-limit counters.
@@ -109,14 +130,8 @@ func parseAdmitted(s string) ([]time.Time, error) {
 // LimitOverride returns the limits a moderator set for user; ok is false
 // when there are none.
 func (s *Store) LimitOverride(ctx context.Context, user id.UserID) (ratelimit.Limits, bool, error) {
-	var lim ratelimit.Limits
-	err := s.db.QueryRow(ctx, limitOverrideQuery, user).Scan(&lim.MessagesPerMinute, &lim.MessagesPerDay, &lim.TokensPerDay)
-	if isNoRows(err) {
-		return ratelimit.Limits{}, false, nil
-	} else if err != nil {
-		return ratelimit.Limits{}, false, fmt.Errorf("failed to read limits of %s: %w", user, err)
-	}
-	return lim, true, nil
+	_, set, ok, err := s.AgentLimits(ctx, user)
+	return set, ok, err
 }
 
 // SetLimitOverride records a moderator's limits for user, replacing earlier

@@ -328,40 +328,32 @@ func (s *Store) Question(ctx context.Context, evt id.EventID) (QuestionState, er
 	return q, nil
 }
 
-const upsertQuestionQuery = `INSERT INTO question (event_id, room_id, user_id, created_at) VALUES ($1, $2, $3, $4)
-	ON CONFLICT (event_id) DO NOTHING`
-
 // SetAdmitted records whether a question is counted by the per-agent
-// limits; call it in the transaction that changes the counters.
+// limits; call it in the transaction that changes the counters. One
+// statement: the question's row is made if it is not there yet.
 func (s *Store) SetAdmitted(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time, admitted bool) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if _, err := s.db.Exec(ctx, upsertQuestionQuery, evt, room, user, ms(at)); err != nil {
-			return fmt.Errorf("failed to record question %s: %w", evt, err)
-		}
-		var v int64
-		if admitted {
-			v = ms(at)
-		}
-		if _, err := s.db.Exec(ctx, `UPDATE question SET admitted_at=$2 WHERE event_id=$1`, evt, v); err != nil {
-			return fmt.Errorf("failed to record the admission of question %s: %w", evt, err)
-		}
-		return nil
-	})
+	var v int64
+	if admitted {
+		v = ms(at)
+	}
+	_, err := s.db.Exec(ctx, `INSERT INTO question (event_id, room_id, user_id, created_at, admitted_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (event_id) DO UPDATE SET admitted_at=excluded.admitted_at`, evt, room, user, ms(at), v)
+	if err != nil {
+		return fmt.Errorf("failed to record the admission of question %s: %w", evt, err)
+	}
+	return nil
 }
 
 // PlaceholderSending records that the placeholder of a question is about to
-// be sent; it is committed before the request leaves.
+// be sent (the first time only); it is committed before the request leaves.
 func (s *Store) PlaceholderSending(ctx context.Context, evt id.EventID, room id.RoomID, user id.UserID, at time.Time) error {
-	return s.InTx(ctx, func(ctx context.Context) error {
-		if _, err := s.db.Exec(ctx, upsertQuestionQuery, evt, room, user, ms(at)); err != nil {
-			return fmt.Errorf("failed to record question %s: %w", evt, err)
-		}
-		_, err := s.db.Exec(ctx, `UPDATE question SET placeholder_at=$2 WHERE event_id=$1 AND placeholder_at=0`, evt, ms(at))
-		if err != nil {
-			return fmt.Errorf("failed to record the placeholder of question %s: %w", evt, err)
-		}
-		return nil
-	})
+	_, err := s.db.Exec(ctx, `INSERT INTO question (event_id, room_id, user_id, created_at, placeholder_at) VALUES ($1, $2, $3, $4, $4)
+		ON CONFLICT (event_id) DO UPDATE SET placeholder_at=excluded.placeholder_at WHERE question.placeholder_at=0`,
+		evt, room, user, ms(at))
+	if err != nil {
+		return fmt.Errorf("failed to record the placeholder of question %s: %w", evt, err)
+	}
+	return nil
 }
 
 // SetPlaceholder records the placeholder's event id once the homeserver gave it.

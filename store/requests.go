@@ -32,11 +32,13 @@ const (
 
 type scannable interface{ Scan(dest ...any) error }
 
-func scanRequest(row scannable) (*approvals.Request, error) {
+// scanRequest reads requestColumns, then into extra what the query selects
+// after them.
+func scanRequest(row scannable, extra ...any) (*approvals.Request, error) {
 	var r approvals.Request
 	var user, status, room, evt, decidedBy string
 	var decidedAt, created, updated, seen int64
-	err := row.Scan(&r.ID, &user, &status, &r.Renewal, &room, &evt, &r.Reason, &decidedBy, &decidedAt, &created, &updated, &seen, &r.Partner)
+	err := row.Scan(append([]any{&r.ID, &user, &status, &r.Renewal, &room, &evt, &r.Reason, &decidedBy, &decidedAt, &created, &updated, &seen, &r.Partner}, extra...)...)
 	if isNoRows(err) {
 		return nil, approvals.ErrNotFound
 	} else if err != nil {
@@ -50,6 +52,15 @@ func scanRequest(row scannable) (*approvals.Request, error) {
 // LatestRequest implements approvals.Store.
 func (s *Store) LatestRequest(ctx context.Context, user id.UserID) (*approvals.Request, error) {
 	return scanRequest(s.db.QueryRow(ctx, latestRequestQuery, user))
+}
+
+// LatestRequestAndConsent implements approvals.Store.
+func (s *Store) LatestRequestAndConsent(ctx context.Context, user id.UserID, version string) (*approvals.Request, bool, error) {
+	var consented sql.NullInt64
+	req, err := scanRequest(s.db.QueryRow(ctx, `SELECT `+requestColumns+`,
+			(SELECT accepted_at FROM consent WHERE user_id=$1 AND policy_version=$2)
+		FROM access_request WHERE user_id=$1 ORDER BY id DESC LIMIT 1`, user, version), &consented)
+	return req, consented.Valid, err
 }
 
 // RequestByID returns one request by its number.
