@@ -29,7 +29,7 @@ package e2e
 //   GUICHET_BENCH_SOLO_QUESTIONS   questions at N = 1, one after another (20)
 //   GUICHET_BENCH_DEADLINE         an answer not complete by then is lost (2m)
 //   GUICHET_BENCH_LOGS             a folder to copy guichet's logs into
-//   GUICHET_BENCH_CPUPROFILE       a folder for guichet's CPU profiles (-cpuprofile)
+//   GUICHET_BENCH_CPUPROFILE       a folder for guichet's CPU and heap profiles (-cpuprofile, -memprofile)
 
 import (
 	"bufio"

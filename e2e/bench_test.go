@@ -332,7 +332,8 @@ func launchBinary(tb testing.TB, bin, configPath, logPath string) *guichetProces
 	}
 	args := []string{"-config", configPath}
 	if dir := os.Getenv("GUICHET_BENCH_CPUPROFILE"); dir != "" {
-		args = append(args, "-cpuprofile", filepath.Join(dir, strings.NewReplacer("/", "_", "=", "").Replace(tb.Name())+".pprof"))
+		name := filepath.Join(dir, strings.NewReplacer("/", "_", "=", "").Replace(tb.Name()))
+		args = append(args, "-cpuprofile", name+".pprof", "-memprofile", name+".heap.pprof")
 	}
 	cmd := exec.Command(bin, args...)
 	// Its own working directory, as a service has: relative paths of the

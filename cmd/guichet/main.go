@@ -57,6 +57,7 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 	flags.SetOutput(stderr)
 	configFile := flags.String("config", "config.yaml", "YAML configuration file; GUICHET_* environment variables, or GUICHET_*_FILE naming a file that holds the value, override it")
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof)")
+	memProfile := flags.String("memprofile", "", "write a heap profile to this file at exit (live objects after a GC, and every allocation of the run; for go tool pprof)")
 	showVersion := flags.Bool("version", false, "print guichet's, Go's and mautrix's versions and exit")
 	generateConfig := flags.Bool("generate-config", false, "print the documented example configuration and exit")
 	checkConfig := flags.Bool("check-config", false, "validate the configuration (-config and GUICHET_* variables) and exit: 0 valid, 2 not; connects to nothing")
@@ -85,6 +86,20 @@ func run(args []string, lookupEnv func(string) (string, bool), stdout, stderr io
 		}
 		defer func() {
 			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	if *memProfile != "" {
+		f, err := os.Create(*memProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "guichet: cannot write the heap profile:", err)
+			return exitUsage
+		}
+		defer func() {
+			runtime.GC() // live objects as of the last GC: make that now
+			if err := pprof.WriteHeapProfile(f); err != nil {
+				fmt.Fprintln(stderr, "guichet: cannot write the heap profile:", err)
+			}
 			f.Close()
 		}()
 	}
