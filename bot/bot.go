@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -331,6 +332,24 @@ func (b *Bot) Run(ctx context.Context) error {
 	return nil
 }
 
+// homeserverTransport is Go's default transport with room for the
+// requests guichet keeps in flight to its homeserver under load: a
+// streamed answer's sends and typing notices each, plus the outbox's
+// parallel sends. With Go's default of two idle connections per host, all
+// but two of them were closed after use and dialled again at the next
+// request, on both sides.
+func homeserverTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = maxIdleHomeserverConns
+	t.MaxIdleConnsPerHost = maxIdleHomeserverConns
+	t.IdleConnTimeout = 30 * time.Second
+	return t
+}
+
+// maxIdleHomeserverConns bounds the idle connections kept to the
+// homeserver (each holds about 10 kB and two goroutines).
+const maxIdleHomeserverConns = 64
+
 // connect logs in, sets up encryption and joins the support room.
 func (b *Bot) connect(ctx context.Context) error {
 	cli, err := mautrix.NewClient(b.cfg.Homeserver, b.cfg.UserID, b.cfg.AccessToken)
@@ -338,6 +357,7 @@ func (b *Bot) connect(ctx context.Context) error {
 		return fmt.Errorf("failed to create Matrix client: %w", err)
 	}
 	cli.Log = b.log.With().Str("component", "matrix").Logger()
+	cli.Client = &http.Client{Timeout: 180 * time.Second, Transport: homeserverTransport()}
 	cli.DeviceID = b.cfg.DeviceID
 	syncer := newSyncer(b)
 	cli.Syncer = syncer
