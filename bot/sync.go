@@ -31,12 +31,17 @@ type syncer struct {
 
 func newSyncer(b *Bot) *syncer {
 	s := &syncer{DefaultSyncer: mautrix.NewDefaultSyncer(), bot: b, keys: newKeyWatch(b)}
-	// Typing notices and receipts (our own included) would wake the sync
-	// for nothing: guichet never reads them.
-	s.FilterJSON = &mautrix.Filter{Room: &mautrix.RoomFilter{
-		Timeline:  &mautrix.FilterPart{Limit: 50},
-		Ephemeral: &mautrix.FilterPart{NotTypes: []event.Type{event.EphemeralEventTyping, event.EphemeralEventReceipt}},
-	}}
+	// Typing notices, receipts and presence (our own included) would wake
+	// the sync for nothing: guichet never reads them. (Dendrite 0.13.8
+	// ignores the ephemeral filter: there, guichet's own typing notices
+	// wake its sync twice per answer; Synapse applies it.)
+	s.FilterJSON = &mautrix.Filter{
+		Presence: &mautrix.FilterPart{NotTypes: []event.Type{event.EphemeralEventPresence}},
+		Room: &mautrix.RoomFilter{
+			Timeline:  &mautrix.FilterPart{Limit: 50},
+			Ephemeral: &mautrix.FilterPart{NotTypes: []event.Type{event.EphemeralEventTyping, event.EphemeralEventReceipt}},
+		},
+	}
 	return s
 }
 
