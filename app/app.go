@@ -173,7 +173,7 @@ func New(ctx context.Context, cfg *config.Config, log zerolog.Logger, opts Optio
 		// Bound now: a port already taken is a start-up error.
 		a.metrics, err = metrics.Listen(cfg.Metrics.Listen, rec.Handler(metrics.HealthConfig{
 			DB: st, Ready: b.Ready(), MaxSyncAge: opts.HealthMaxSyncAge, FailingFor: opts.HealthFailingFor, Now: now,
-			Leading: leadingFunc(cfg, rec),
+			Leading: leadingFunc(cfg, rec), Profiles: cfg.Metrics.Pprof,
 		}))
 		if err != nil {
 			_ = db.Close()

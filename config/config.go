@@ -215,6 +215,10 @@ type Metrics struct {
 	// Listen is the host:port serving /metrics, /healthz and /readyz
 	// (empty: not served).
 	Listen string `mapstructure:"listen"`
+	// Pprof also serves Go's runtime profiles (net/http/pprof) on
+	// /debug/pprof/ at Listen, for an operator to profile a running
+	// guichet (go tool pprof http://LISTEN/debug/pprof/heap).
+	Pprof bool `mapstructure:"pprof"`
 }
 
 // DefaultSystemPrompt is used when albert.system_prompt is empty.
@@ -282,6 +286,7 @@ var defaults = map[string]any{
 	"log.level":                           "info",
 	"log.format":                          "json",
 	"metrics.listen":                      "",
+	"metrics.pprof":                       false,
 	"hooks.decisions_url":                 "",
 	"hooks.secret":                        "",
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,9 +48,13 @@ type HealthConfig struct {
 	// standby: a standby does not sync, so /healthz checks only its
 	// database, and /readyz is 503 ("standby").
 	Leading func() bool
+	// Profiles also serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/.
+	Profiles bool
 }
 
-// Handler serves /metrics, /healthz and /readyz.
+// Handler serves /metrics, /healthz and /readyz, and with hc.Profiles
+// /debug/pprof/.
 func (m *Metrics) Handler(hc HealthConfig) http.Handler {
 	if hc.Now == nil {
 		hc.Now = time.Now
@@ -67,6 +72,13 @@ func (m *Metrics) Handler(hc HealthConfig) http.Handler {
 	}))
 	mux.HandleFunc("GET /healthz", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
+	if hc.Profiles {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index) // and every named profile: heap, goroutine, allocs…
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -118,6 +118,25 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
+// Go's profiles are served only when asked for.
+func TestProfiles(t *testing.T) {
+	m, _, _, _ := newTestMetrics()
+	for _, on := range []bool{false, true} {
+		h := m.Handler(HealthConfig{Ready: make(chan struct{}), Profiles: on})
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1"} {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			if rec.Code != want {
+				t.Errorf("profiles %v: GET %s = %d, want %d", on, path, rec.Code, want)
+			}
+		}
+	}
+}
+
 // /metrics speaks Prometheus' text format, over a real listener, and the
 // server stops with its context.
 func TestServeMetrics(t *testing.T) {
