@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"guichet/albert"
 	"guichet/albert/fakealbert"
@@ -354,5 +357,71 @@ func TestEstimateTokens(t *testing.T) {
 		if got := albert.EstimateTokens(tt.in); got != tt.want {
 			t.Errorf("EstimateTokens(%q) = %d, want %d", tt.in, got, tt.want)
 		}
+	}
+}
+
+// countingTransport counts the reads of response bodies.
+type countingTransport struct {
+	reads *atomic.Int64
+}
+
+func (c countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil {
+		resp.Body = countingBody{ReadCloser: resp.Body, reads: c.reads}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	reads *atomic.Int64
+}
+
+func (b countingBody) Read(p []byte) (int, error) {
+	b.reads.Add(1)
+	return b.ReadCloser.Read(p)
+}
+
+// Issue 15: pieces that arrive between two reads of a stream are read
+// together (one wake-up and one system call for several), and nothing of
+// the answer is lost or reordered: every piece still reaches onDelta.
+func TestStreamReadsPaced(t *testing.T) {
+	const pieces = 40
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		for i := range pieces {
+			fmt.Fprintf(w, "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"m%d \"}}]}\n\n", i)
+			fl.Flush()
+			time.Sleep(5 * time.Millisecond)
+		}
+		fmt.Fprint(w, "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n")
+	}))
+	t.Cleanup(ts.Close)
+	var want strings.Builder
+	for i := range pieces {
+		fmt.Fprintf(&want, "m%d ", i)
+	}
+	read := func(interval time.Duration) (reads int64, deltas int) {
+		var n atomic.Int64
+		c := albert.New(albert.Config{BaseURL: ts.URL + "/v1", Model: testModel, StreamReadInterval: interval,
+			HTTPClient: &http.Client{Transport: countingTransport{reads: &n}}})
+		ans, err := c.Stream(context.Background(), "", userMsgs("Bonjour"), func(string) { deltas++ })
+		if err != nil || ans.Text != want.String() || ans.FinishReason != "stop" {
+			t.Fatalf("interval %v: Stream = %q, %q, %v", interval, ans.Text, ans.FinishReason, err)
+		}
+		return n.Load(), deltas
+	}
+	eachReads, eachDeltas := read(-1)
+	pacedReads, pacedDeltas := read(100 * time.Millisecond)
+	t.Logf("%d pieces over about %d ms: %d reads one by one, %d paced", pieces, 5*pieces, eachReads, pacedReads)
+	if eachDeltas != pieces || pacedDeltas != pieces {
+		t.Errorf("onDelta called %d and %d times, want %d each", eachDeltas, pacedDeltas, pieces)
+	}
+	// 200 ms of pieces, read at most every 100 ms: a handful of reads
+	// (chunked framing may split one), against one or more per piece.
+	if pacedReads > 12 || pacedReads*2 > eachReads {
+		t.Errorf("paced: %d reads, one by one: %d; want a handful and fewer than half", pacedReads, eachReads)
 	}
 }

@@ -46,6 +46,8 @@ type call struct {
 	activity func()
 	// onStreamErr is called once when an error frame is seen.
 	onStreamErr func()
+	// pace is the least time between two reads of the body (0: none).
+	pace time.Duration
 }
 
 func withCall(ctx context.Context, c *call) context.Context {
@@ -79,18 +81,35 @@ func (t observingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		return resp, nil
 	}
-	resp.Body = &teeBody{rc: resp.Body, c: c}
+	resp.Body = &teeBody{rc: resp.Body, c: c, ctx: req.Context()}
 	return resp, nil
 }
 
-// teeBody feeds every byte read by go-openai to the call's SSE line scanner.
+// teeBody feeds every byte read by go-openai to the call's SSE line
+// scanner, and spaces its reads by the call's pace: go-openai reads only
+// once it has used what it read, so what arrives meanwhile waits in the
+// socket and comes in one read.
 type teeBody struct {
-	rc io.ReadCloser
-	c  *call
+	rc   io.ReadCloser
+	c    *call
+	ctx  context.Context
+	last time.Time // when the last read returned
 }
 
 func (b *teeBody) Read(p []byte) (int, error) {
+	if b.c.pace > 0 && !b.last.IsZero() {
+		if wait := b.c.pace - time.Since(b.last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-b.ctx.Done():
+				t.Stop()
+				return 0, b.ctx.Err()
+			}
+		}
+	}
 	n, err := b.rc.Read(p)
+	b.last = time.Now()
 	if n > 0 {
 		if b.c.activity != nil {
 			b.c.activity()
