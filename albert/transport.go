@@ -88,13 +88,19 @@ func (t observingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 // teeBody feeds every byte read by go-openai to the call's SSE line
 // scanner, and spaces its reads by the call's pace: go-openai reads only
 // once it has used what it read, so what arrives meanwhile waits in the
-// socket and comes in one read.
+// socket and comes in one read. A read that brought paceBacklog bytes or
+// more says that more may be waiting: the next one is not held, so that a
+// fast stream is not slowed down (one read takes at most what net/http
+// buffered, 4 KiB).
 type teeBody struct {
 	rc   io.ReadCloser
 	c    *call
 	ctx  context.Context
-	last time.Time // when the last read returned
+	last time.Time // when the last small read returned (zero: none, or a large one)
 }
+
+// paceBacklog is the size of a read after which the next is not held.
+const paceBacklog = 1 << 10
 
 func (b *teeBody) Read(p []byte) (int, error) {
 	if b.c.pace > 0 && !b.last.IsZero() {
@@ -109,7 +115,11 @@ func (b *teeBody) Read(p []byte) (int, error) {
 		}
 	}
 	n, err := b.rc.Read(p)
-	b.last = time.Now()
+	if n < paceBacklog {
+		b.last = time.Now()
+	} else {
+		b.last = time.Time{}
+	}
 	if n > 0 {
 		if b.c.activity != nil {
 			b.c.activity()

@@ -59,7 +59,7 @@ func ask(t testing.TB, w *world, p *mxclient.Person, dm id.RoomID, q string) mxc
 	return finalReply(t, w, p, evt)
 }
 
-func finalReply(t testing.TB, w *world, p *mxclient.Person, question id.EventID) mxclient.Message {
+func finalReply(t testing.TB, w *world, p viewer, question id.EventID) mxclient.Message {
 	t.Helper()
 	first := w.expect(p, "a reply", from(w.tb.Bot.UserID), replyTo(question))
 	if !strings.HasSuffix(first.Body, "…") {
